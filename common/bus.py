@@ -1,0 +1,49 @@
+"""ZeroMQ wiring shared by the services: the private runtime directory and socket set-up."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import TypeVar
+
+import zmq
+
+from common.settings import Settings
+
+# A closing socket may hold unsent messages this long, so shutdown never hangs.
+LINGER_MS = 200
+
+SocketT = TypeVar("SocketT", bound=zmq.Socket)  # type: ignore[type-arg]
+
+
+def ensure_runtime_dir(settings: Settings) -> Path:
+    """Create the directory holding ipc sockets, enterable only by the service user."""
+    path = settings.runtime_dir
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise PermissionError(f"runtime dir {path} belongs to uid {info.st_uid}, not us")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+def prepare(socket: SocketT) -> SocketT:
+    socket.setsockopt(zmq.LINGER, LINGER_MS)
+    return socket
+
+
+def bind(socket: SocketT, endpoint: str) -> SocketT:
+    """Bind, replacing a stale ipc socket file a killed predecessor left behind."""
+    prepare(socket)
+    if endpoint.startswith("ipc://"):
+        Path(endpoint.removeprefix("ipc://")).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    socket.bind(endpoint)
+    return socket
+
+
+def connect(socket: SocketT, endpoint: str) -> SocketT:
+    prepare(socket)
+    socket.connect(endpoint)
+    return socket

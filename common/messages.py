@@ -1,0 +1,203 @@
+"""Every message that crosses the bus: typed, versioned, validated where it arrives.
+
+Protocol (one JSON document per ZeroMQ frame; `v` is the schema version, `kind` the type):
+
+State (Clone pattern), watcher PUB -> gateway SUB, topics `state` and `hb`:
+    StateSnapshot   the whole volume set, with the watcher's `epoch` (instance id) and `seq`
+    Heartbeat       every service's liveness; the watcher's carries its latest `seq`
+    Gateway DEALER -> watcher ROUTER: SnapshotRequest, answered with a StateSnapshot.
+    A subscriber that sees a new epoch, or a heartbeat seq ahead of its own, asks again.
+
+Scan jobs (Paranoid Pirate), scanner worker DEALER <-> gateway ROUTER:
+    worker  -> gateway  WorkerHeartbeat  every interval: ready for work?, current job
+    gateway -> worker   GatewayHeartbeat every interval to each known worker
+    gateway -> worker   ScanJob          only to a worker that said it is ready
+    worker  -> gateway  ScanProgress     at most every 250 ms per job
+    worker  -> gateway  ScanFinished     repeated every interval until acknowledged
+    gateway -> worker   ScanAck          after the outcome is stored
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+ScanMethod = Literal["native", "du"]
+ScanErrorCode = Literal[
+    "VOLUME_NOT_FOUND",
+    "SCAN_PERMISSION_ERROR",
+    "SCAN_PATH_ERROR",
+    "SCAN_TIMEOUT",
+    "SCANNER_UNAVAILABLE",
+    "SCAN_WORKER_LOST",
+    "SCAN_FAILED",
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    v: Literal[1] = 1
+
+
+# --- shared value types -------------------------------------------------------------
+
+
+class Attachment(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    container_id: str
+    container_name: str
+    mount_path: str
+    rw: bool
+    state: str
+
+
+class VolumeRecord(BaseModel):
+    """A Docker volume as the watcher saw it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    driver: str
+    mountpoint: str
+    created_at: datetime
+    scope: str
+    labels: dict[str, str]
+    options: dict[str, str]
+    attachments: tuple[Attachment, ...]
+
+
+class ScanResultData(BaseModel):
+    """A finished measurement, as the contract's scan result (less `cache_hit`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    volume_id: str
+    total_size: int
+    disk_usage: int
+    file_count: int
+    directory_count: int
+    largest_file: int
+    skipped: int
+    scanned_at: datetime
+    method: ScanMethod
+    duration: int  # nanoseconds
+    filesystem_type: str
+
+
+class ScanFailure(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    code: ScanErrorCode
+    message: str
+
+
+# --- state (watcher -> gateway) -------------------------------------------------------
+
+
+class EngineStatus(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    reachable: bool
+    error: str | None = None
+
+
+class StateSnapshot(_Message):
+    kind: Literal["state"] = "state"
+    epoch: str
+    seq: int
+    engine: EngineStatus
+    volumes: tuple[VolumeRecord, ...]
+
+
+class SnapshotRequest(_Message):
+    kind: Literal["snapshot_request"] = "snapshot_request"
+    requester: str
+
+
+class Heartbeat(_Message):
+    kind: Literal["heartbeat"] = "heartbeat"
+    service: str
+    instance: str
+    sent_at: datetime = Field(default_factory=utc_now)
+    seq: int = 0
+    engine: EngineStatus | None = None
+
+
+# --- scan jobs (gateway <-> scanner workers) ------------------------------------------
+
+
+class WorkerHeartbeat(_Message):
+    kind: Literal["worker_heartbeat"] = "worker_heartbeat"
+    worker_id: str
+    ready: bool
+    current_scan_id: str | None = None
+    throttled: bool = False
+    host_busy_percent: float = 0.0
+
+
+class GatewayHeartbeat(_Message):
+    kind: Literal["gateway_heartbeat"] = "gateway_heartbeat"
+    instance: str
+
+
+class ScanJob(_Message):
+    kind: Literal["scan_job"] = "scan_job"
+    scan_id: str
+    volume_id: str
+    mountpoint: str
+    method: ScanMethod
+    expected_entries: int | None = None  # from the previous scan, for the progress estimate
+    attempt: int = 1
+
+
+class ScanProgress(_Message):
+    kind: Literal["scan_progress"] = "scan_progress"
+    scan_id: str
+    volume_id: str
+    progress: int = Field(ge=0, le=100)
+    files_processed: int
+    current_size: int
+    throttled: bool = False
+
+
+class ScanFinished(_Message):
+    kind: Literal["scan_finished"] = "scan_finished"
+    scan_id: str
+    volume_id: str
+    worker_id: str
+    result: ScanResultData | None = None
+    failure: ScanFailure | None = None
+
+
+class ScanAck(_Message):
+    kind: Literal["scan_ack"] = "scan_ack"
+    scan_id: str
+
+
+BusMessage = Annotated[
+    StateSnapshot
+    | SnapshotRequest
+    | Heartbeat
+    | WorkerHeartbeat
+    | GatewayHeartbeat
+    | ScanJob
+    | ScanProgress
+    | ScanFinished
+    | ScanAck,
+    Field(discriminator="kind"),
+]
+
+_BUS_MESSAGE = TypeAdapter[BusMessage](BusMessage)
+
+
+def encode(message: _Message) -> bytes:
+    return message.model_dump_json().encode()
+
+
+def decode(payload: bytes) -> BusMessage:
+    """Validate one frame; raises pydantic.ValidationError for anything malformed."""
+    return _BUS_MESSAGE.validate_json(payload)

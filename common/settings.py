@@ -1,0 +1,123 @@
+"""The one typed settings object, read from the environment and `.env`.
+
+Field names carry their units (Hypercorn style); the environment variable names are the
+short ones users know from the README and the issues (`VV_POLL_INTERVAL`, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+def _default_runtime_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"volumeviz-{os.getuid()}"
+
+
+class Settings(BaseSettings):
+    """Every setting of every service; each is documented in the README."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- gateway (HTTP + WebSocket)
+    host: str = Field("127.0.0.1", validation_alias=_env("VV_HOST"))
+    port: int = Field(8080, ge=0, le=65535, validation_alias=_env("VV_PORT"))
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:5173", "http://127.0.0.1:5173"],
+        validation_alias=_env("VV_ALLOWED_ORIGINS"),
+    )
+    ws_idle_timeout_seconds: float = Field(90.0, gt=0, validation_alias=_env("VV_WS_IDLE_TIMEOUT"))
+    ws_max_message_bytes: int = Field(
+        4096, gt=0, validation_alias=_env("VV_WS_MAX_MESSAGE_BYTES")
+    )
+    ws_max_frame_bytes: int = Field(65536, gt=0, validation_alias=_env("VV_WS_MAX_FRAME_BYTES"))
+    ws_send_queue_messages: int = Field(
+        256, gt=0, validation_alias=_env("VV_WS_SEND_QUEUE_MESSAGES")
+    )
+    ws_client_messages_per_second: float = Field(
+        20.0, gt=0, validation_alias=_env("VV_WS_CLIENT_MESSAGES_PER_SECOND")
+    )
+    volume_update_interval_seconds: float = Field(
+        0.25, ge=0, validation_alias=_env("VV_VOLUME_UPDATE_INTERVAL")
+    )
+
+    # --- storage
+    data_dir: Path = Field(Path("./data"), validation_alias=_env("VV_DATA_DIR"))
+
+    # --- bus (ZeroMQ)
+    runtime_dir: Path = Field(
+        default_factory=_default_runtime_dir, validation_alias=_env("VV_RUNTIME_DIR")
+    )
+    bus_state_endpoint: str | None = Field(None, validation_alias=_env("VV_BUS_STATE_ENDPOINT"))
+    bus_snapshot_endpoint: str | None = Field(
+        None, validation_alias=_env("VV_BUS_SNAPSHOT_ENDPOINT")
+    )
+    bus_jobs_endpoint: str | None = Field(None, validation_alias=_env("VV_BUS_JOBS_ENDPOINT"))
+    heartbeat_interval_seconds: float = Field(
+        1.0, gt=0, validation_alias=_env("VV_HEARTBEAT_INTERVAL")
+    )
+    heartbeat_liveness: int = Field(3, ge=1, validation_alias=_env("VV_HEARTBEAT_LIVENESS"))
+
+    # --- watcher
+    docker_host: str | None = Field(None, validation_alias=_env("VV_DOCKER_HOST"))
+    poll_interval_seconds: float = Field(2.0, gt=0, validation_alias=_env("VV_POLL_INTERVAL"))
+    docker_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("VV_DOCKER_TIMEOUT"))
+
+    # --- scanner
+    scanner_workers: int = Field(2, ge=1, le=64, validation_alias=_env("VV_SCANNER_WORKERS"))
+    scan_load_threshold_percent: float = Field(
+        80.0, gt=0, le=100, validation_alias=_env("VV_SCAN_LOAD_THRESHOLD")
+    )
+    scan_cache_ttl_seconds: float = Field(300.0, ge=0, validation_alias=_env("VV_SCAN_CACHE_TTL"))
+    sync_scan_timeout_seconds: float = Field(
+        25.0, gt=0, validation_alias=_env("VV_SYNC_SCAN_TIMEOUT")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("VV_LOG_LEVEL"))
+    scan_max_attempts: int = Field(3, ge=1, validation_alias=_env("VV_SCAN_MAX_ATTEMPTS"))
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    # Endpoints default to ipc sockets in the private runtime directory.
+    @property
+    def state_endpoint(self) -> str:
+        return self.bus_state_endpoint or f"ipc://{self.runtime_dir}/state.pub"
+
+    @property
+    def snapshot_endpoint(self) -> str:
+        return self.bus_snapshot_endpoint or f"ipc://{self.runtime_dir}/state.snapshot"
+
+    @property
+    def jobs_endpoint(self) -> str:
+        return self.bus_jobs_endpoint or f"ipc://{self.runtime_dir}/jobs"
+
+    @property
+    def liveness_timeout_seconds(self) -> float:
+        """Silence after which a peer counts as dead."""
+        return self.heartbeat_interval_seconds * self.heartbeat_liveness
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "volumeviz.sqlite3"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The three VolumeViz services: watcher, scanner, gateway."""

@@ -1,0 +1,42 @@
+"""`python -m services.gateway`: serve the app with Hypercorn until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from common.logs import setup_logging
+from common.settings import get_settings
+from services.gateway.app import create_app
+
+
+def hypercorn_config(host: str, port: int, max_frame_bytes: int) -> Config:
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.websocket_max_message_size = max_frame_bytes  # larger frames close with 1009
+    config.graceful_timeout = 3.0
+    config.accesslog = None
+    return config
+
+
+async def main() -> None:
+    settings = get_settings()
+    log = setup_logging("gateway", settings.log_level)
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on non-loopback address host=%s: anyone who reaches it can read "
+                    "every volume's metadata", settings.host)
+    app = create_app(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    config = hypercorn_config(settings.host, settings.port, settings.ws_max_frame_bytes)
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    log.info("exited")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,236 @@
+"""REST shapes of the contract (shared/contract/API.md) as typed schemas.
+
+The same models validate requests, document responses in the OpenAPI document, and name the
+fields the dashboard reads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from common.messages import ScanErrorCode, ScanMethod
+
+SORT_FIELDS = ("name", "driver", "created_at", "size_bytes", "attachments_count", "last_scan_at")
+SortField = Literal["name", "driver", "created_at", "size_bytes", "attachments_count", "last_scan_at"]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    request_id: str
+    details: dict[str, Any] | None = None
+
+
+class AttachmentOut(BaseModel):
+    container_id: str
+    container_name: str
+    mount_path: str
+    rw: bool
+    state: str
+
+
+class ScanResultOut(BaseModel):
+    volume_id: str
+    total_size: int
+    disk_usage: int
+    file_count: int
+    directory_count: int
+    largest_file: int
+    skipped: int
+    scanned_at: datetime
+    method: ScanMethod
+    duration: int = Field(description="nanoseconds")
+    cache_hit: bool
+    filesystem_type: str
+
+
+class VolumeOut(BaseModel):
+    id: str
+    volume_id: str
+    name: str
+    driver: str
+    mountpoint: str
+    created_at: datetime
+    scope: str
+    labels: dict[str, str]
+    options: dict[str, str]
+    size_bytes: int | None
+    disk_usage_bytes: int | None
+    file_count: int | None
+    last_scan_at: datetime | None
+    attachments_count: int
+    is_orphaned: bool
+    is_system: bool
+    is_active: bool
+    status: str
+
+
+class VolumeDetailOut(VolumeOut):
+    attachments: list[AttachmentOut]
+    last_scan: ScanResultOut | None
+
+
+class SortKey(BaseModel):
+    field: SortField
+    direction: Literal["asc", "desc"]
+
+    def __str__(self) -> str:
+        return f"{self.field}:{self.direction}"
+
+
+def _parse_bool(value: object) -> object:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise ValueError("must be true or false")
+    return value
+
+
+class VolumeListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    page: int = Field(1, ge=1, le=1_000_000)
+    page_size: int = Field(25, ge=1, le=1000)
+    sort: str = Field("name:asc", max_length=512, description="field:dir[,field:dir...]")
+    q: str | None = Field(None, max_length=256)
+    driver: str | None = Field(None, max_length=256)
+    orphaned: bool | None = None
+    system: bool = False
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    _bools = field_validator("orphaned", "system", mode="before")(_parse_bool)
+
+    @field_validator("sort")
+    @classmethod
+    def _check_sort(cls, value: str) -> str:
+        parse_sort(value)
+        return value
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _needs_zone(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must be RFC 3339 with a time zone (e.g. 2024-01-15T12:00:00Z)")
+        return value
+
+    def sort_keys(self) -> list[SortKey]:
+        return parse_sort(self.sort)
+
+
+def parse_sort(raw: str) -> list[SortKey]:
+    keys: list[SortKey] = []
+    for part in raw.split(","):
+        field, _, direction = part.strip().partition(":")
+        direction = direction or "asc"
+        if field not in SORT_FIELDS:
+            raise ValueError(f"unknown sort field {field!r}; one of {', '.join(SORT_FIELDS)}")
+        if direction not in ("asc", "desc"):
+            raise ValueError(f"unknown sort direction {direction!r}; asc or desc")
+        keys.append(SortKey(field=field, direction=direction))  # type: ignore[arg-type]
+    return keys
+
+
+class VolumeListOut(BaseModel):
+    data: list[VolumeOut]
+    page: int
+    page_size: int
+    total: int
+    sort: str
+    filters: dict[str, Any]
+
+
+class OrphanedReportOut(VolumeListOut):
+    total_size_bytes: int
+
+
+class AttachmentListOut(BaseModel):
+    data: list[AttachmentOut]
+    total: int
+
+
+class HealthCheckOut(BaseModel):
+    status: Literal["ok", "down"]
+    message: str
+    age_seconds: float | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    checks: dict[str, HealthCheckOut]
+    version: str
+
+
+class ProbeOut(BaseModel):
+    status: str
+
+
+# --- scans ----------------------------------------------------------------------------
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    async_: bool = Field(False, alias="async")
+    method: ScanMethod = "native"
+
+
+class BulkScanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    volume_ids: list[str] | None = Field(None, max_length=10_000)
+    all: bool = False
+    method: ScanMethod = "native"
+
+
+class ScanResponseOut(BaseModel):
+    volume_id: str
+    cached: bool
+    result: ScanResultOut
+
+
+class ScanAcceptedOut(BaseModel):
+    scan_id: str
+    volume_id: str
+    status: str
+    status_url: str
+
+
+class BulkScanOut(BaseModel):
+    scan_ids: dict[str, str]
+    total: int
+
+
+class ScanErrorOut(BaseModel):
+    code: ScanErrorCode
+    message: str
+
+
+class ScanJobOut(BaseModel):
+    scan_id: str
+    volume_id: str
+    method: ScanMethod
+    status: Literal["queued", "running", "completed", "failed"]
+    progress: int
+    files_processed: int
+    current_size: int
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: ScanResultOut | None
+    error: ScanErrorOut | None
+
+
+class ScanMethodOut(BaseModel):
+    name: ScanMethod
+    available: bool
+    description: str
+
+
+class ScanMethodsOut(BaseModel):
+    methods: list[ScanMethodOut]
+    total: int

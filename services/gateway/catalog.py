@@ -1,0 +1,161 @@
+"""The read model: the watcher's volume set merged with the latest stored scan results.
+
+Volume objects are built once per change, not per request, so listing stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from common.messages import ScanResultData, VolumeRecord
+
+_ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
+# Volumes that infrastructure creates for itself rather than a user's application.
+_SYSTEM_PREFIXES = ("buildx_buildkit_", "docker-desktop", "docker_desktop", "devcontainer")
+_ANONYMOUS_LABEL = "com.docker.volume.anonymous"
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def is_system_volume(record: VolumeRecord) -> bool:
+    return (
+        bool(_ANONYMOUS.match(record.name))
+        or record.name.startswith(_SYSTEM_PREFIXES)
+        or _ANONYMOUS_LABEL in record.labels
+    )
+
+
+def result_json(result: ScanResultData, cache_hit: bool) -> dict[str, Any]:
+    body = result.model_dump()
+    body["scanned_at"] = rfc3339(result.scanned_at)
+    body["cache_hit"] = cache_hit
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeView:
+    """One volume as the API shows it, with the values listing sorts and filters on."""
+
+    record: VolumeRecord
+    result: ScanResultData | None
+    json: dict[str, Any]
+    is_system: bool
+    search_text: str  # lower-cased name, label keys and values, for `q`
+
+    @classmethod
+    def build(cls, record: VolumeRecord, result: ScanResultData | None) -> VolumeView:
+        attachments = len(record.attachments)
+        system = is_system_volume(record)
+        body: dict[str, Any] = {
+            "id": record.name,
+            "volume_id": record.name,
+            "name": record.name,
+            "driver": record.driver,
+            "mountpoint": record.mountpoint,
+            "created_at": rfc3339(record.created_at),
+            "scope": record.scope,
+            "labels": dict(record.labels),
+            "options": dict(record.options),
+            "size_bytes": result.total_size if result else None,
+            "disk_usage_bytes": result.disk_usage if result else None,
+            "file_count": result.file_count if result else None,
+            "last_scan_at": rfc3339(result.scanned_at) if result else None,
+            "attachments_count": attachments,
+            "is_orphaned": attachments == 0,
+            "is_system": system,
+            "is_active": True,
+            "status": "active",
+        }
+        words = [record.name, *record.labels.keys(), *record.labels.values()]
+        return cls(record, result, body, system, "\n".join(words).lower())
+
+    def sort_value(self, field: str) -> Any:
+        if field == "created_at":
+            return self.record.created_at
+        if field == "last_scan_at":
+            return self.result.scanned_at if self.result else None
+        return self.json[field]
+
+    def detail_json(self) -> dict[str, Any]:
+        body = dict(self.json)
+        body["attachments"] = [item.model_dump() for item in self.record.attachments]
+        body["last_scan"] = result_json(self.result, cache_hit=True) if self.result else None
+        return body
+
+
+ChangeListener = Callable[[], None]
+
+
+class VolumeCatalog:
+    """What the gateway knows: volumes (from the watcher) and latest results (from the store)."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, VolumeRecord] = {}
+        self._results: dict[str, ScanResultData] = {}
+        self._views: dict[str, VolumeView] = {}
+        self._ordered: list[VolumeView] = []
+        self._listeners: list[ChangeListener] = []
+        self.has_state = False
+
+    def on_change(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        self._ordered = [self._views[name] for name in sorted(self._views)]
+        for listener in self._listeners:
+            listener()
+
+    def replace_volumes(self, records: tuple[VolumeRecord, ...]) -> bool:
+        """Install the watcher's whole volume set; True when anything visible changed."""
+        self.has_state = True
+        incoming = {record.name: record for record in records}
+        if incoming == self._records:
+            return False
+        self._records = incoming
+        self._views = {
+            name: self._reuse_or_build(record) for name, record in incoming.items()
+        }
+        self._changed()
+        return True
+
+    def _reuse_or_build(self, record: VolumeRecord) -> VolumeView:
+        old = self._views.get(record.name)
+        result = self._results.get(record.name)
+        if old is not None and old.record == record and old.result == result:
+            return old
+        return VolumeView.build(record, result)
+
+    def set_result(self, result: ScanResultData) -> None:
+        current = self._results.get(result.volume_id)
+        if current is not None and current.scanned_at > result.scanned_at:
+            return
+        self._results[result.volume_id] = result
+        record = self._records.get(result.volume_id)
+        if record is not None:
+            self._views[record.name] = VolumeView.build(record, result)
+            self._changed()
+
+    def load_results(self, results: list[ScanResultData]) -> None:
+        for result in results:
+            current = self._results.get(result.volume_id)
+            if current is None or current.scanned_at <= result.scanned_at:
+                self._results[result.volume_id] = result
+
+    def get(self, volume_id: str) -> VolumeView | None:
+        return self._views.get(volume_id)
+
+    def latest_result(self, volume_id: str) -> ScanResultData | None:
+        return self._results.get(volume_id)
+
+    def views(self) -> list[VolumeView]:
+        """Every volume, ordered by name."""
+        return self._ordered
+
+    def names(self) -> list[str]:
+        return [view.record.name for view in self._ordered]

@@ -1,0 +1,122 @@
+"""The contract's error body, everywhere: `{code, message, request_id, details?}`.
+
+Never an HTML page, never a stack trace: every exception that leaves a route becomes one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quart import Quart, Response, g, has_websocket_context, jsonify, request, websocket
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("gateway.errors")
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    408: "REQUEST_TIMEOUT",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "TOO_MANY_REQUESTS",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+class ApiError(Exception):
+    """Raised by routes for any answer that is not a success."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+def volume_not_found(volume_id: str) -> ApiError:
+    return ApiError(404, "VOLUME_NOT_FOUND", f"volume {volume_id!r} not found")
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> Response:
+    body: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "request_id": getattr(g, "request_id", None) or "",
+    }
+    if details:
+        body["details"] = details
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _validation_details(error: RequestSchemaValidationError) -> dict[str, Any]:
+    cause = error.validation_error
+    errors = getattr(cause, "errors", None)
+    if callable(errors):
+        return {
+            "errors": [
+                {
+                    "loc": [str(part) for part in item.get("loc", ())],
+                    "msg": str(item.get("msg", "")).removeprefix("Value error, "),
+                }
+                for item in errors(include_url=False, include_context=False, include_input=False)
+            ]
+        }
+    return {"errors": [{"loc": [], "msg": str(cause)}]}
+
+
+def install_error_handlers(app: Quart) -> None:
+    @app.errorhandler(ApiError)
+    async def _api_error(error: ApiError) -> Response:
+        response = error_response(error.status, error.code, error.message, error.details)
+        response.headers.update(error.headers)
+        return response
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _invalid_request(error: RequestSchemaValidationError) -> Response:
+        details = _validation_details(error)
+        first = details["errors"][0] if details["errors"] else {"loc": [], "msg": "invalid"}
+        where = ".".join(first["loc"]) or "request"
+        return error_response(
+            400, "INVALID_REQUEST", f"invalid {where}: {first['msg']}", details
+        )
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = _HTTP_CODES.get(status, "HTTP_ERROR")
+        path = websocket.path if has_websocket_context() else request.path
+        method = "GET" if has_websocket_context() else request.method
+        message = {
+            404: f"no such route: {path}",
+            405: f"method {method} is not allowed for {path}",
+        }.get(status, error.description or code.lower())
+        response = error_response(status, code, message)
+        allowed = getattr(error, "valid_methods", None)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+
+    @app.errorhandler(Exception)
+    async def _unexpected(error: Exception) -> Response:
+        log.exception("unhandled error request_id=%s", getattr(g, "request_id", ""))
+        return error_response(500, "INTERNAL_ERROR", "internal error")

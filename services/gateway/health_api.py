@@ -1,0 +1,72 @@
+"""Health: one check per part (docker, watcher, scanners, database) and the two probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint
+from quart_schema import validate_response
+
+from services.gateway.api_models import HealthOut, ProbeOut
+from services.gateway.runtime import GatewayRuntime, runtime
+
+blueprint = Blueprint("health", __name__, url_prefix="/api/v1")
+
+VERSION = "0.1.0"
+
+
+def _check(ok: bool, message: str, age: float | None = None) -> dict[str, Any]:
+    return {"status": "ok" if ok else "down", "message": message, "age_seconds": age}
+
+
+async def health_checks(state: GatewayRuntime) -> dict[str, dict[str, Any]]:
+    limit = state.settings.liveness_timeout_seconds
+    watcher_age = state.state.watcher_age_seconds()
+    watcher_ok = watcher_age is not None and watcher_age <= limit
+    engine = state.state.engine
+    alive, busy = state.broker.alive_count(), state.broker.busy_count()
+    database_ok = await state.store.ping()
+    return {
+        "docker": _check(
+            watcher_ok and engine.reachable,
+            "engine reachable" if engine.reachable else (engine.error or "engine unreachable"),
+        ),
+        "watcher": _check(
+            watcher_ok,
+            "heartbeat current" if watcher_ok else "no heartbeat from the watcher",
+            None if watcher_age is None else round(watcher_age, 3),
+        ),
+        "scanners": _check(alive > 0, f"{alive} workers alive, {busy} busy"),
+        "database": _check(database_ok, "writable" if database_ok else "cannot query the store"),
+    }
+
+
+@blueprint.get("/health")
+@validate_response(HealthOut, 200)
+@validate_response(HealthOut, 503)
+async def health() -> tuple[dict[str, Any], int]:
+    checks = await health_checks(runtime())
+    if checks["database"]["status"] != "ok":
+        status = "unhealthy"
+    elif all(check["status"] == "ok" for check in checks.values()):
+        status = "healthy"
+    else:
+        status = "degraded"
+    body = {"status": status, "checks": checks, "version": VERSION}
+    return body, 503 if status == "unhealthy" else 200
+
+
+@blueprint.get("/health/live")
+@validate_response(ProbeOut, 200)
+async def live() -> dict[str, Any]:
+    return {"status": "alive"}
+
+
+@blueprint.get("/health/ready")
+@validate_response(ProbeOut, 200)
+@validate_response(ProbeOut, 503)
+async def ready() -> tuple[dict[str, Any], int]:
+    state = runtime()
+    if state.catalog.has_state and await state.store.ping():
+        return {"status": "ready"}, 200
+    return {"status": "not ready"}, 503

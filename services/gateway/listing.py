@@ -1,0 +1,73 @@
+"""Filtering, multi-key sorting (nulls last) and paging of volume views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from services.gateway.api_models import SortKey, VolumeListQuery
+from services.gateway.catalog import VolumeView, rfc3339
+
+
+def filter_views(views: Iterable[VolumeView], query: VolumeListQuery) -> list[VolumeView]:
+    needle = query.q.lower() if query.q else None
+    selected = []
+    for view in views:
+        record = view.record
+        if view.is_system and not query.system:
+            continue
+        if query.driver is not None and record.driver != query.driver:
+            continue
+        if query.orphaned is not None and (not record.attachments) != query.orphaned:
+            continue
+        if query.created_after is not None and record.created_at <= query.created_after:
+            continue
+        if query.created_before is not None and record.created_at >= query.created_before:
+            continue
+        if needle is not None and needle not in view.search_text:
+            continue
+        selected.append(view)
+    return selected
+
+
+def sort_views(views: list[VolumeView], keys: list[SortKey]) -> list[VolumeView]:
+    """Stable sorts from the last key to the first; nulls go last in either direction."""
+    ordered = views
+    for key in reversed(keys):
+        present = [view for view in ordered if view.sort_value(key.field) is not None]
+        missing = [view for view in ordered if view.sort_value(key.field) is None]
+        present.sort(key=lambda view: view.sort_value(key.field), reverse=key.direction == "desc")
+        ordered = present + missing
+    return ordered
+
+
+def applied_filters(query: VolumeListQuery) -> dict[str, Any]:
+    filters: dict[str, Any] = {"system": query.system}
+    if query.q is not None:
+        filters["q"] = query.q
+    if query.driver is not None:
+        filters["driver"] = query.driver
+    if query.orphaned is not None:
+        filters["orphaned"] = query.orphaned
+    if query.created_after is not None:
+        filters["created_after"] = rfc3339(query.created_after)
+    if query.created_before is not None:
+        filters["created_before"] = rfc3339(query.created_before)
+    return filters
+
+
+def list_page(
+    views: Iterable[VolumeView], query: VolumeListQuery, keys: list[SortKey] | None = None
+) -> tuple[list[VolumeView], dict[str, Any]]:
+    """The page's views and the envelope around them (without `data`)."""
+    keys = keys if keys is not None else query.sort_keys()
+    matches = sort_views(filter_views(views, query), keys)
+    start = (query.page - 1) * query.page_size
+    envelope = {
+        "page": query.page,
+        "page_size": query.page_size,
+        "total": len(matches),
+        "sort": ",".join(str(key) for key in keys),
+        "filters": applied_filters(query),
+    }
+    return matches[start : start + query.page_size], envelope

@@ -1,0 +1,176 @@
+"""The gateway's side of the Paranoid Pirate protocol (see common/messages.py).
+
+A ROUTER hands each job to exactly one worker, and only to a worker that said it is ready
+(idle, and the host's load allows). Heartbeats go both ways; a worker silent for
+`liveness_timeout_seconds` is dead and its job is reported lost, so it can go elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import zmq
+import zmq.asyncio
+from pydantic import ValidationError
+
+from common import bus
+from common.messages import (
+    GatewayHeartbeat,
+    ScanAck,
+    ScanFinished,
+    ScanJob,
+    ScanProgress,
+    WorkerHeartbeat,
+    decode,
+    encode,
+)
+from common.settings import Settings
+
+log = logging.getLogger("gateway.broker")
+
+
+class BrokerListener(Protocol):
+    def dispatch(self) -> None: ...
+    def progress(self, message: ScanProgress) -> None: ...
+    async def finished(self, message: ScanFinished) -> None: ...
+    def job_lost(self, scan_id: str, worker_died: bool) -> None: ...
+    def job_claimed(self, scan_id: str, worker_id: str) -> None: ...
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    identity: bytes
+    worker_id: str
+    last_seen: float
+    ready: bool = False
+    throttled: bool = False
+    host_busy_percent: float = 0.0
+    scan_id: str | None = None  # the job we believe it holds
+    assigned_at: float = 0.0
+
+
+class ScanBroker:
+    def __init__(self, settings: Settings, context: zmq.asyncio.Context, instance: str) -> None:
+        self.settings = settings
+        self.instance = instance
+        self.workers: dict[bytes, WorkerInfo] = {}
+        self.listener: BrokerListener | None = None
+        self._socket = context.socket(zmq.ROUTER)
+
+    def start(self) -> list[asyncio.Task[None]]:
+        self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker keeps its id
+        bus.bind(self._socket, self.settings.jobs_endpoint)
+        return [
+            asyncio.create_task(self._receive_loop(), name="broker-receive"),
+            asyncio.create_task(self._heartbeat_loop(), name="broker-heartbeat"),
+        ]
+
+    def close(self) -> None:
+        self._socket.close()
+
+    # --- what the coordinator asks ----------------------------------------------------
+
+    def alive_count(self) -> int:
+        return len(self.workers)
+
+    def busy_count(self) -> int:
+        return sum(1 for worker in self.workers.values() if worker.scan_id is not None)
+
+    def take_ready_worker(self) -> WorkerInfo | None:
+        """The ready worker idle the longest (least recently assigned)."""
+        ready = [w for w in self.workers.values() if w.ready and w.scan_id is None]
+        return min(ready, key=lambda worker: worker.assigned_at) if ready else None
+
+    async def assign(self, worker: WorkerInfo, job: ScanJob) -> None:
+        worker.scan_id = job.scan_id
+        worker.ready = False
+        worker.assigned_at = time.monotonic()
+        await self._socket.send_multipart([worker.identity, encode(job)])
+        log.info(
+            "assigned scan_id=%s volume_id=%s worker=%s attempt=%d",
+            job.scan_id, job.volume_id, worker.worker_id, job.attempt,
+        )
+
+    # --- protocol ---------------------------------------------------------------------
+
+    def _listener(self) -> BrokerListener:
+        assert self.listener is not None
+        return self.listener
+
+    async def _receive_loop(self) -> None:
+        while True:
+            frames = await self._socket.recv_multipart()
+            if len(frames) != 2:
+                log.warning("dropped malformed frames count=%d", len(frames))
+                continue
+            identity, payload = frames
+            try:
+                message = decode(payload)
+            except ValidationError as error:
+                log.warning("dropped invalid worker message error=%s", error.errors()[:1])
+                continue
+            worker = self.workers.get(identity)
+            now = time.monotonic()
+            if worker is None:
+                worker_id = getattr(message, "worker_id", None) or identity.hex()
+                worker = self.workers[identity] = WorkerInfo(identity, worker_id, now)
+                log.info("worker joined worker=%s workers=%d", worker_id, len(self.workers))
+            worker.last_seen = now
+            if isinstance(message, WorkerHeartbeat):
+                self._on_heartbeat(worker, message)
+            elif isinstance(message, ScanProgress):
+                self._listener().progress(message)
+            elif isinstance(message, ScanFinished):
+                await self._on_finished(worker, message)
+            else:
+                log.warning("dropped unexpected kind=%s worker=%s", message.kind, worker.worker_id)
+
+    def _on_heartbeat(self, worker: WorkerInfo, beat: WorkerHeartbeat) -> None:
+        worker.throttled = beat.throttled
+        worker.host_busy_percent = beat.host_busy_percent
+        if beat.current_scan_id is not None:
+            if worker.scan_id != beat.current_scan_id:
+                # It holds a job we did not give it: we restarted while it worked. Adopt it.
+                worker.scan_id = beat.current_scan_id
+                self._listener().job_claimed(beat.current_scan_id, worker.worker_id)
+            worker.ready = False
+            return
+        grace = 2 * self.settings.heartbeat_interval_seconds
+        if worker.scan_id is not None and time.monotonic() - worker.assigned_at > grace:
+            # It says it is idle long after we sent it a job: the job never reached it.
+            lost, worker.scan_id = worker.scan_id, None
+            log.warning("job never started scan_id=%s worker=%s", lost, worker.worker_id)
+            self._listener().job_lost(lost, worker_died=False)
+        was_ready, worker.ready = worker.ready, beat.ready and worker.scan_id is None
+        if worker.ready and not was_ready:
+            self._listener().dispatch()
+
+    async def _on_finished(self, worker: WorkerInfo, message: ScanFinished) -> None:
+        await self._listener().finished(message)
+        if worker.scan_id == message.scan_id:
+            worker.scan_id = None
+        await self._socket.send_multipart([worker.identity, encode(ScanAck(scan_id=message.scan_id))])
+
+    async def _heartbeat_loop(self) -> None:
+        beat = encode(GatewayHeartbeat(instance=self.instance))
+        while True:
+            now = time.monotonic()
+            for identity, worker in list(self.workers.items()):
+                if now - worker.last_seen > self.settings.liveness_timeout_seconds:
+                    del self.workers[identity]
+                    log.warning(
+                        "worker lost worker=%s scan_id=%s workers=%d",
+                        worker.worker_id, worker.scan_id, len(self.workers),
+                    )
+                    if worker.scan_id is not None:
+                        self._listener().job_lost(worker.scan_id, worker_died=True)
+                    continue
+                try:
+                    await self._socket.send_multipart([identity, beat], zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass  # its pipe is gone or full: liveness will notice
+            await asyncio.sleep(self.settings.heartbeat_interval_seconds)

@@ -1,0 +1,303 @@
+"""Scan jobs from request to exactly one terminal message.
+
+One job per volume at a time (a second request joins it); jobs wait in a queue until the
+broker has a ready worker; a job whose worker died is requeued, and fails with
+SCAN_WORKER_LOST after `scan_max_attempts`. Every terminal state is committed to the store
+before it is announced, and announced only when the commit changed an open job, so no
+scan_id ends twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.messages import (
+    ScanErrorCode,
+    ScanFailure,
+    ScanFinished,
+    ScanJob,
+    ScanMethod,
+    ScanProgress,
+    ScanResultData,
+    utc_now,
+)
+from common.settings import Settings
+from services.gateway.catalog import VolumeCatalog, result_json, rfc3339
+from services.gateway.errors import ApiError, volume_not_found
+from services.gateway.scan_broker import ScanBroker
+from services.gateway.store import JobRow, Store
+from services.gateway.ws_hub import WsHub, envelope
+
+log = logging.getLogger("gateway.scans")
+
+# HTTP status for a scan that ended in an error, by code.
+ERROR_STATUS: dict[str, int] = {
+    "VOLUME_NOT_FOUND": 404,
+    "SCAN_PERMISSION_ERROR": 403,
+    "SCAN_PATH_ERROR": 422,
+    "SCAN_TIMEOUT": 504,
+    "SCANNER_UNAVAILABLE": 503,
+    "SCAN_WORKER_LOST": 502,
+    "SCAN_FAILED": 500,
+}
+
+
+@dataclass(slots=True)
+class Job:
+    row: JobRow
+    progress: int = 0
+    files_processed: int = 0
+    current_size: int = 0
+    throttled: bool = False
+    worker_id: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def terminal(self) -> bool:
+        return self.row.status in ("completed", "failed")
+
+
+def job_json(row: JobRow, live: Job | None = None) -> dict[str, Any]:
+    finished = row.status in ("completed", "failed")
+    result = row.result
+    return {
+        "scan_id": row.scan_id,
+        "volume_id": row.volume_id,
+        "method": row.method,
+        "status": row.status,
+        "progress": 100 if row.status == "completed" else (live.progress if live else 0),
+        "files_processed": result.file_count + result.directory_count
+        if result
+        else (live.files_processed if live else 0),
+        "current_size": result.total_size if result else (live.current_size if live else 0),
+        "throttled": bool(live and live.throttled and not finished),
+        "attempts": row.attempts,
+        "requested_at": rfc3339(row.requested_at),
+        "started_at": rfc3339(row.started_at) if row.started_at else None,
+        "finished_at": rfc3339(row.finished_at) if row.finished_at else None,
+        "result": result_json(result, cache_hit=False) if result else None,
+        "error": row.failure.model_dump() if row.failure else None,
+    }
+
+
+class ScanCoordinator:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: VolumeCatalog,
+        store: Store,
+        broker: ScanBroker,
+        hub: WsHub,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.store = store
+        self.broker = broker
+        self.hub = hub
+        self.jobs: dict[str, Job] = {}  # open jobs only
+        self.active_by_volume: dict[str, str] = {}
+        self.queue: deque[str] = deque()
+        self._dispatch_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+        broker.listener = self
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- requests ---------------------------------------------------------------------
+
+    async def request(self, volume_id: str, method: ScanMethod) -> Job:
+        """The open job for this volume, or a new queued one."""
+        if self.catalog.get(volume_id) is None:
+            raise volume_not_found(volume_id)
+        existing = self.active_by_volume.get(volume_id)
+        if existing is not None:
+            log.info("joined scan_id=%s volume_id=%s", existing, volume_id)
+            return self.jobs[existing]
+        if self.broker.alive_count() == 0:
+            raise ApiError(503, "SCANNER_UNAVAILABLE", "no scanner worker is alive")
+        row = JobRow(
+            scan_id=uuid.uuid4().hex, volume_id=volume_id, method=method, status="queued",
+            attempts=0, requested_at=utc_now(), started_at=None, finished_at=None,
+            failure=None, result=None,
+        )
+        job = self._track(row)
+        await self.store.insert_job(row)
+        self.queue.append(row.scan_id)
+        log.info("queued scan_id=%s volume_id=%s method=%s", row.scan_id, volume_id, method)
+        self.dispatch()
+        return job
+
+    def _track(self, row: JobRow) -> Job:
+        job = Job(row)
+        self.jobs[row.scan_id] = job
+        self.active_by_volume[row.volume_id] = row.scan_id
+        return job
+
+    async def wait(self, job: Job, timeout_seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(job.done.wait(), timeout_seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def get(self, scan_id: str) -> tuple[JobRow, Job | None] | None:
+        live = self.jobs.get(scan_id)
+        if live is not None:
+            return live.row, live
+        row = await self.store.get_job(scan_id)
+        return (row, None) if row else None
+
+    def queue_depth(self) -> int:
+        return len(self.queue)
+
+    # --- dispatch ---------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        self._spawn(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        async with self._dispatch_lock:
+            while self.queue:
+                worker = self.broker.take_ready_worker()
+                if worker is None:
+                    return
+                job = self.jobs.get(self.queue.popleft())
+                if job is None or job.terminal:
+                    continue
+                view = self.catalog.get(job.row.volume_id)
+                if view is None:
+                    await self._finish(job, None, ScanFailure(
+                        code="VOLUME_NOT_FOUND", message=f"volume {job.row.volume_id!r} is gone"))
+                    continue
+                previous = self.catalog.latest_result(job.row.volume_id)
+                job.row.attempts += 1
+                job.row.status = "running"
+                job.row.started_at = utc_now()
+                job.worker_id = worker.worker_id
+                await self.broker.assign(worker, ScanJob(
+                    scan_id=job.row.scan_id, volume_id=job.row.volume_id,
+                    mountpoint=view.record.mountpoint, method=job.row.method,
+                    expected_entries=previous.file_count + previous.directory_count
+                    if previous and previous.method == "native" else None,
+                    attempt=job.row.attempts,
+                ))
+                await self.store.mark_running(job.row.scan_id, job.row.started_at, job.row.attempts)
+
+    # --- broker events ------------------------------------------------------------------
+
+    def progress(self, message: ScanProgress) -> None:
+        job = self.jobs.get(message.scan_id)
+        if job is None or job.terminal:
+            return
+        job.progress = max(job.progress, message.progress)
+        job.files_processed = message.files_processed
+        job.current_size = message.current_size
+        job.throttled = message.throttled
+        self.hub.broadcast(envelope("scan_progress", {
+            "scan_id": message.scan_id,
+            "progress": job.progress,
+            "current_size": message.current_size,
+            "files_processed": message.files_processed,
+            "throttled": message.throttled,
+        }, volume_id=message.volume_id))
+
+    async def finished(self, message: ScanFinished) -> None:
+        job = self.jobs.get(message.scan_id)
+        if job is None:
+            log.info("outcome of an ended scan acknowledged scan_id=%s", message.scan_id)
+            return
+        failure = message.failure
+        if message.result is None and failure is None:
+            failure = ScanFailure(code="SCAN_FAILED", message="worker sent no outcome")
+        await self._finish(job, message.result, failure)
+
+    def job_lost(self, scan_id: str, worker_died: bool) -> None:
+        job = self.jobs.get(scan_id)
+        if job is None or job.terminal:
+            return
+        job.worker_id = None
+        if worker_died and job.row.attempts >= self.settings.scan_max_attempts:
+            self._spawn(self._finish(job, None, ScanFailure(
+                code="SCAN_WORKER_LOST",
+                message=f"the worker died {job.row.attempts} times while scanning",
+            )))
+            return
+        if not worker_died:
+            job.row.attempts = max(0, job.row.attempts - 1)
+        job.row.status = "queued"
+        self.queue.appendleft(scan_id)
+        log.warning("requeued scan_id=%s attempts=%d worker_died=%s",
+                    scan_id, job.row.attempts, worker_died)
+        self._spawn(self.store.mark_queued(scan_id, job.row.attempts))
+        self.dispatch()
+
+    def job_claimed(self, scan_id: str, worker_id: str) -> None:
+        job = self.jobs.get(scan_id)
+        if job is None or job.terminal:
+            return
+        if scan_id in self.queue:
+            self.queue.remove(scan_id)
+        job.row.status = "running"
+        job.worker_id = worker_id
+        log.info("worker holds scan_id=%s worker=%s", scan_id, worker_id)
+
+    # --- outcomes ---------------------------------------------------------------------
+
+    async def _finish(
+        self, job: Job, result: ScanResultData | None, failure: ScanFailure | None
+    ) -> None:
+        finished_at = utc_now()
+        if not await self.store.finish_job(job.row.scan_id, finished_at, result, failure):
+            return  # already ended: never announce twice
+        row = job.row
+        row.status = "completed" if result is not None else "failed"
+        row.finished_at, row.result, row.failure = finished_at, result, failure
+        self.jobs.pop(row.scan_id, None)
+        if self.active_by_volume.get(row.volume_id) == row.scan_id:
+            del self.active_by_volume[row.volume_id]
+        job.done.set()
+        if result is not None:
+            self.catalog.set_result(result)
+            self.hub.broadcast(envelope("scan_complete", {
+                "scan_id": row.scan_id, "volume_id": row.volume_id, "cached": False,
+                "result": result_json(result, cache_hit=False),
+            }, volume_id=row.volume_id))
+            log.info("completed scan_id=%s volume_id=%s", row.scan_id, row.volume_id)
+        elif failure is not None:
+            self.hub.broadcast(envelope("scan_error", {
+                "scan_id": row.scan_id, "error": failure.message, "code": failure.code,
+            }, volume_id=row.volume_id))
+            log.info("failed scan_id=%s volume_id=%s code=%s", row.scan_id, row.volume_id,
+                     failure.code)
+
+    async def fail_now(self, job: Job, code: ScanErrorCode, message: str) -> None:
+        await self._finish(job, None, ScanFailure(code=code, message=message))
+
+    # --- restart ----------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Reload open jobs; a running one is requeued unless its worker claims it in time."""
+        rows = await self.store.open_jobs()
+        for row in rows:
+            self._track(row)
+            if row.status == "queued":
+                self.queue.append(row.scan_id)
+        running = [row.scan_id for row in rows if row.status == "running"]
+        if running:
+            self._spawn(self._requeue_unclaimed(running))
+        log.info("restored open jobs=%d running=%d", len(rows), len(running))
+
+    async def _requeue_unclaimed(self, scan_ids: list[str]) -> None:
+        await asyncio.sleep(self.settings.liveness_timeout_seconds + 1)
+        for scan_id in scan_ids:
+            job = self.jobs.get(scan_id)
+            if job is not None and not job.terminal and job.worker_id is None:
+                self.job_lost(scan_id, worker_died=False)

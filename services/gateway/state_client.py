@@ -1,0 +1,133 @@
+"""Clone-pattern client: keeps the catalog's volume set equal to the watcher's.
+
+Subscribes to state and heartbeats first, then asks for a snapshot, so nothing published in
+between is missed. A heartbeat from a new epoch (restarted watcher) or with a `seq` ahead of
+ours (a lost update) triggers a new snapshot request; stale updates are dropped by `seq`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import zmq
+import zmq.asyncio
+from pydantic import ValidationError
+
+from common import bus
+from common.messages import (
+    EngineStatus,
+    Heartbeat,
+    SnapshotRequest,
+    StateSnapshot,
+    decode,
+    encode,
+)
+from common.settings import Settings
+from services.gateway.catalog import VolumeCatalog
+
+log = logging.getLogger("gateway.state")
+
+# Re-ask for a snapshot no more often than this while it does not arrive.
+SNAPSHOT_RETRY_SECONDS = 0.5
+
+
+class StateClient:
+    def __init__(
+        self, settings: Settings, context: zmq.asyncio.Context, catalog: VolumeCatalog
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.requester = f"gateway-{uuid.uuid4().hex[:8]}"
+        self.epoch: str | None = None
+        self.seq = 0
+        self.engine = EngineStatus(reachable=False, error="no state from the watcher yet")
+        self.last_heartbeat_monotonic: float | None = None
+        self.first_state = asyncio.Event()
+        self._context = context
+        self._subscriber = context.socket(zmq.SUB)
+        self._snapshots = context.socket(zmq.DEALER)
+        self._last_request_monotonic = 0.0
+
+    def start(self) -> list[asyncio.Task[None]]:
+        self._subscriber.setsockopt(zmq.SUBSCRIBE, b"")
+        bus.connect(self._subscriber, self.settings.state_endpoint)
+        bus.connect(self._snapshots, self.settings.snapshot_endpoint)
+        return [
+            asyncio.create_task(self._read_updates(), name="state-updates"),
+            asyncio.create_task(self._read_snapshots(), name="state-snapshots"),
+            asyncio.create_task(self._keep_fresh(), name="state-fresh"),
+        ]
+
+    def close(self) -> None:
+        self._subscriber.close()
+        self._snapshots.close()
+
+    def watcher_age_seconds(self) -> float | None:
+        if self.last_heartbeat_monotonic is None:
+            return None
+        return time.monotonic() - self.last_heartbeat_monotonic
+
+    async def _request_snapshot(self) -> None:
+        now = time.monotonic()
+        if now - self._last_request_monotonic < SNAPSHOT_RETRY_SECONDS:
+            return
+        self._last_request_monotonic = now
+        with contextlib.suppress(zmq.Again):
+            await self._snapshots.send(encode(SnapshotRequest(requester=self.requester)), zmq.NOBLOCK)
+
+    def _apply(self, snapshot: StateSnapshot) -> None:
+        same_epoch = snapshot.epoch == self.epoch
+        if same_epoch and snapshot.seq <= self.seq:
+            return  # stale or duplicate
+        if not same_epoch:
+            log.info("watcher epoch=%s seq=%d (was epoch=%s)", snapshot.epoch, snapshot.seq, self.epoch)
+        self.epoch, self.seq, self.engine = snapshot.epoch, snapshot.seq, snapshot.engine
+        changed = self.catalog.replace_volumes(snapshot.volumes)
+        self.first_state.set()
+        log.debug("applied state seq=%d volumes=%d changed=%s", snapshot.seq, len(snapshot.volumes), changed)
+
+    def _note_heartbeat(self, beat: Heartbeat) -> bool:
+        """Record liveness; True when the heartbeat shows we are behind."""
+        self.last_heartbeat_monotonic = time.monotonic()
+        if beat.engine is not None and beat.instance == self.epoch:
+            self.engine = beat.engine
+        return beat.instance != self.epoch or beat.seq > self.seq
+
+    async def _read_updates(self) -> None:
+        while True:
+            _topic, payload = await self._subscriber.recv_multipart()
+            try:
+                message = decode(payload)
+            except ValidationError as error:
+                log.warning("dropped invalid state message error=%s", error.errors()[:1])
+                continue
+            if isinstance(message, StateSnapshot):
+                self.last_heartbeat_monotonic = time.monotonic()
+                if message.epoch == self.epoch and message.seq > self.seq + 1:
+                    log.info("gap in state seq=%d after=%d", message.seq, self.seq)
+                self._apply(message)  # each update is whole, so a gap heals itself
+            elif isinstance(message, Heartbeat) and self._note_heartbeat(message):
+                await self._request_snapshot()
+
+    async def _read_snapshots(self) -> None:
+        while True:
+            payload = await self._snapshots.recv()
+            try:
+                message = decode(payload)
+            except ValidationError as error:
+                log.warning("dropped invalid snapshot error=%s", error.errors()[:1])
+                continue
+            if isinstance(message, StateSnapshot):
+                self.last_heartbeat_monotonic = time.monotonic()
+                self._apply(message)
+
+    async def _keep_fresh(self) -> None:
+        """Ask until the first snapshot arrives (the watcher may start after us)."""
+        while not self.first_state.is_set():
+            await self._request_snapshot()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.first_state.wait(), SNAPSHOT_RETRY_SECONDS)

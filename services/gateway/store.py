@@ -1,0 +1,194 @@
+"""SQLite persistence of scan jobs and results (aiosqlite; the gateway is the only writer).
+
+WAL journal and synchronous=NORMAL: a commit survives a killed process; every state change
+of a job is committed before anyone is told about it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import aiosqlite
+
+from common.messages import ScanFailure, ScanMethod, ScanResultData
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS scan_jobs (
+    scan_id       TEXT PRIMARY KEY,
+    volume_id     TEXT NOT NULL,
+    method        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    requested_at  TEXT NOT NULL,
+    started_at    TEXT,
+    finished_at   TEXT,
+    error_code    TEXT,
+    error_message TEXT
+);
+CREATE INDEX IF NOT EXISTS scan_jobs_open ON scan_jobs (status) WHERE status IN ('queued', 'running');
+CREATE TABLE IF NOT EXISTS scan_results (
+    scan_id     TEXT PRIMARY KEY,
+    volume_id   TEXT NOT NULL,
+    scanned_at  TEXT NOT NULL,
+    result_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS scan_results_volume ON scan_results (volume_id, scanned_at);
+"""
+
+
+@dataclass(slots=True)
+class JobRow:
+    scan_id: str
+    volume_id: str
+    method: ScanMethod
+    status: str
+    attempts: int
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    failure: ScanFailure | None
+    result: ScanResultData | None
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.executescript(SCHEMA)
+        await self._db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> bool:
+        try:
+            async with self.db.execute("SELECT 1") as cursor:
+                return await cursor.fetchone() is not None
+        except Exception:
+            return False
+
+    # --- results ------------------------------------------------------------------
+
+    async def latest_results(self) -> list[ScanResultData]:
+        query = """
+            SELECT result_json FROM scan_results AS r
+            WHERE scanned_at = (SELECT MAX(scanned_at) FROM scan_results WHERE volume_id = r.volume_id)
+        """
+        async with self.db.execute(query) as cursor:
+            rows = await cursor.fetchall()
+        return [ScanResultData.model_validate_json(row[0]) for row in rows]
+
+    async def count_results(self) -> int:
+        async with self.db.execute("SELECT COUNT(*) FROM scan_results") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    # --- jobs ---------------------------------------------------------------------
+
+    async def insert_job(self, job: JobRow) -> None:
+        await self.db.execute(
+            "INSERT INTO scan_jobs (scan_id, volume_id, method, status, attempts, requested_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (job.scan_id, job.volume_id, job.method, job.status, job.attempts,
+             job.requested_at.isoformat()),
+        )
+        await self.db.commit()
+
+    async def mark_running(self, scan_id: str, started_at: datetime, attempts: int) -> None:
+        await self.db.execute(
+            "UPDATE scan_jobs SET status = 'running', started_at = ?, attempts = ?"
+            " WHERE scan_id = ?",
+            (started_at.isoformat(), attempts, scan_id),
+        )
+        await self.db.commit()
+
+    async def mark_queued(self, scan_id: str, attempts: int) -> None:
+        await self.db.execute(
+            "UPDATE scan_jobs SET status = 'queued', attempts = ? WHERE scan_id = ?",
+            (attempts, scan_id),
+        )
+        await self.db.commit()
+
+    async def finish_job(
+        self,
+        scan_id: str,
+        finished_at: datetime,
+        result: ScanResultData | None,
+        failure: ScanFailure | None,
+    ) -> bool:
+        """Record the outcome once; False when the job had already ended (a duplicate)."""
+        status = "completed" if result is not None else "failed"
+        cursor = await self.db.execute(
+            "UPDATE scan_jobs SET status = ?, finished_at = ?, error_code = ?, error_message = ?"
+            " WHERE scan_id = ? AND status IN ('queued', 'running')",
+            (status, finished_at.isoformat(), failure.code if failure else None,
+             failure.message if failure else None, scan_id),
+        )
+        if cursor.rowcount != 1:
+            await self.db.rollback()
+            return False
+        if result is not None:
+            await self.db.execute(
+                "INSERT OR REPLACE INTO scan_results (scan_id, volume_id, scanned_at, result_json)"
+                " VALUES (?, ?, ?, ?)",
+                (scan_id, result.volume_id, result.scanned_at.isoformat(),
+                 result.model_dump_json()),
+            )
+        await self.db.commit()
+        return True
+
+    async def get_job(self, scan_id: str) -> JobRow | None:
+        rows = await self._jobs("WHERE j.scan_id = ?", (scan_id,))
+        return rows[0] if rows else None
+
+    async def open_jobs(self) -> list[JobRow]:
+        return await self._jobs("WHERE j.status IN ('queued', 'running') ORDER BY j.requested_at", ())
+
+    async def _jobs(self, where: str, params: tuple[str, ...]) -> list[JobRow]:
+        query = (
+            "SELECT j.scan_id, j.volume_id, j.method, j.status, j.attempts, j.requested_at,"
+            " j.started_at, j.finished_at, j.error_code, j.error_message, r.result_json"
+            " FROM scan_jobs AS j LEFT JOIN scan_results AS r ON r.scan_id = j.scan_id " + where
+        )
+        async with self.db.execute(query, params) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            JobRow(
+                scan_id=row[0],
+                volume_id=row[1],
+                method=row[2],
+                status=row[3],
+                attempts=row[4],
+                requested_at=datetime.fromisoformat(row[5]),
+                started_at=_time(row[6]),
+                finished_at=_time(row[7]),
+                failure=ScanFailure(code=row[8], message=row[9] or "") if row[8] else None,
+                result=ScanResultData.model_validate_json(row[10]) if row[10] else None,
+            )
+            for row in rows
+        ]
+
+
+def result_as_json(result: ScanResultData) -> str:
+    return json.dumps(result.model_dump(mode="json"))

@@ -1,0 +1,169 @@
+"""`/api/v1/ws`: origin check, the client's messages, idle timeout, rate limit, send loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from urllib.parse import urlsplit
+
+from quart import Blueprint, Response, websocket
+from quart_cors import cors_exempt
+
+from services.gateway.errors import error_response
+from services.gateway.runtime import runtime
+from services.gateway.ws_hub import WsClient, envelope
+
+log = logging.getLogger("gateway.ws")
+
+blueprint = Blueprint("ws", __name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+MAX_NESTING = 32
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """No Origin (a script) is fine; a browser must come from us or an allowed origin."""
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    return bool(host) and parts.scheme in ("http", "https") and parts.netloc == host
+
+
+def _nesting_depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+class _RateLimit:
+    """Token bucket: a flooding client is told once a second, its messages dropped."""
+
+    def __init__(self, per_second: float) -> None:
+        self.rate = per_second
+        self.capacity = per_second * 2
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.last_warned = 0.0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def should_warn(self) -> bool:
+        now = time.monotonic()
+        if now - self.last_warned >= 1.0:
+            self.last_warned = now
+            return True
+        return False
+
+
+def _error(code: str, message: str) -> str:
+    return envelope("error", {"code": code, "message": message})
+
+
+def answer(raw: str | bytes, max_bytes: int) -> str | None:
+    """The reply to one client message (None: nothing to say)."""
+    if isinstance(raw, bytes):
+        return _error("BINARY_NOT_SUPPORTED", "binary messages are not supported; send JSON text")
+    if len(raw.encode()) > max_bytes:
+        return _error("MESSAGE_TOO_LARGE", f"messages are limited to {max_bytes} bytes")
+    if _nesting_depth(raw) > MAX_NESTING:
+        return _error("INVALID_MESSAGE", f"JSON nested deeper than {MAX_NESTING} levels")
+    try:
+        message = json.loads(raw)
+    except (ValueError, RecursionError):
+        return _error("INVALID_JSON", "message is not valid JSON")
+    if not isinstance(message, dict):
+        return _error("INVALID_MESSAGE", "message must be a JSON object with a 'type'")
+    kind = message.get("type")
+    if kind == "ping":
+        return envelope("pong")
+    if not isinstance(kind, str):
+        return _error("INVALID_MESSAGE", "message has no string 'type'")
+    return _error("UNKNOWN_TYPE", f"unknown message type {kind[:64]!r}; known: ping")
+
+
+async def _send_loop(client: WsClient) -> None:
+    while True:
+        text = await client.queue.get()
+        await websocket.send(text)
+
+
+async def _receive_loop(client: WsClient) -> str:
+    """Returns why the connection should end."""
+    settings = runtime().settings
+    limit = _RateLimit(settings.ws_client_messages_per_second)
+    while True:
+        try:
+            raw = await asyncio.wait_for(websocket.receive(), settings.ws_idle_timeout_seconds)
+        except TimeoutError:
+            return "idle"
+        if not limit.allow():
+            if limit.should_warn():
+                client.offer(_error("RATE_LIMITED", "too many messages; slow down"))
+            continue
+        reply = answer(raw, settings.ws_max_message_bytes)
+        if reply is not None:
+            client.offer(reply)
+
+
+@blueprint.websocket("/api/v1/ws")
+@cors_exempt  # our own origin rule: no Origin (scripts) and our own origin are allowed
+async def volume_events() -> Response | None:
+    state = runtime()
+    if not origin_allowed(
+        websocket.headers.get("Origin"), websocket.headers.get("Host"), state.settings.allowed_origins
+    ):
+        log.warning("ws refused origin=%s", websocket.headers.get("Origin"))
+        return error_response(403, "ORIGIN_NOT_ALLOWED", "WebSocket origin not allowed")
+    await websocket.accept()
+    client = state.hub.register(f"{websocket.remote_addr}")
+    receiver = asyncio.create_task(_receive_loop(client))
+    sender = asyncio.create_task(_send_loop(client))
+    overflow = asyncio.create_task(client.overflowed.wait())
+    reason = "closed"
+    try:
+        done, _ = await asyncio.wait(
+            {receiver, sender, overflow}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if receiver in done and not receiver.cancelled() and receiver.exception() is None:
+            reason = receiver.result()
+            await websocket.close(CLOSE_NORMAL, "idle timeout")
+        elif overflow in done:
+            reason = "too slow"
+            await websocket.close(CLOSE_POLICY, "client too slow")
+    finally:
+        for task in (receiver, sender, overflow):
+            task.cancel()
+        for task in (receiver, sender, overflow):
+            with contextlib.suppress(BaseException):
+                await task
+        state.hub.unregister(client, reason)
+    return None

@@ -1,0 +1,98 @@
+"""WebSocket fan-out: each client has a bounded send queue; a client that cannot keep up is
+dropped instead of slowing the others. `volume_update` is coalesced to one per interval."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from services.gateway.catalog import VolumeCatalog, rfc3339
+from common.messages import utc_now
+
+log = logging.getLogger("gateway.ws")
+
+_client_ids = itertools.count(1)
+
+
+def envelope(
+    message_type: str, data: Any = None, volume_id: str | None = None
+) -> str:
+    """The seed protocol's envelope, serialised once for every receiver."""
+    body: dict[str, Any] = {"type": message_type}
+    if data is not None:
+        body["data"] = data
+    if volume_id is not None:
+        body["volume_id"] = volume_id
+    body["timestamp"] = rfc3339(utc_now())
+    return json.dumps(body, separators=(",", ":"))
+
+
+class WsClient:
+    def __init__(self, queue_size: int, peer: str) -> None:
+        self.id = next(_client_ids)
+        self.peer = peer
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self.overflowed = asyncio.Event()
+
+    def offer(self, text: str) -> bool:
+        if self.overflowed.is_set():
+            return False
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+            return False
+        return True
+
+
+class WsHub:
+    def __init__(self, catalog: VolumeCatalog, coalesce_seconds: float, queue_size: int) -> None:
+        self.catalog = catalog
+        self.coalesce_seconds = coalesce_seconds
+        self.queue_size = queue_size
+        self.clients: set[WsClient] = set()
+        self._volumes_dirty = asyncio.Event()
+        self.on_drop: Callable[[WsClient], None] | None = None
+
+    def register(self, peer: str) -> WsClient:
+        client = WsClient(self.queue_size, peer)
+        self.clients.add(client)
+        client.offer(self.volume_update_message())  # a (re)connecting client is current at once
+        log.info("ws client connected client=%d peer=%s clients=%d", client.id, peer, len(self.clients))
+        return client
+
+    def unregister(self, client: WsClient, reason: str) -> None:
+        if client in self.clients:
+            self.clients.discard(client)
+            log.info(
+                "ws client gone client=%d reason=%s clients=%d", client.id, reason, len(self.clients)
+            )
+
+    def broadcast(self, text: str) -> None:
+        for client in list(self.clients):
+            if not client.offer(text):
+                log.warning("ws client too slow, dropping client=%d", client.id)
+
+    def volume_update_message(self) -> str:
+        return envelope("volume_update", [view.json for view in self.catalog.views()])
+
+    def volumes_changed(self) -> None:
+        self._volumes_dirty.set()
+
+    async def run_volume_updates(self) -> None:
+        """At most one `volume_update` per interval, always carrying the latest list."""
+        last_sent = 0.0
+        while True:
+            await self._volumes_dirty.wait()
+            pause = last_sent + self.coalesce_seconds - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            self._volumes_dirty.clear()
+            last_sent = time.monotonic()
+            if self.clients:
+                self.broadcast(self.volume_update_message())

@@ -1,0 +1,24 @@
+"""`python -m services.watcher`: run the watcher until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from common.logs import setup_logging
+from common.settings import get_settings
+from services.watcher.watcher import Watcher
+
+
+async def main() -> None:
+    settings = get_settings()
+    setup_logging("watcher", settings.log_level)
+    watcher = Watcher(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, watcher.stop)
+    await watcher.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

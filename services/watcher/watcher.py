@@ -1,0 +1,186 @@
+"""The watcher process: polls the engine, follows its event stream, serves the state.
+
+Clone-pattern server: every change of the volume set (or of the engine's reachability) gets
+the next `seq` and is published whole on the PUB socket; a ROUTER answers SnapshotRequests
+with the current state; a heartbeat carries `epoch` and `seq` so subscribers notice gaps and
+restarts. A fresh `epoch` per process start tells subscribers the sequence began again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+
+import docker
+import zmq
+import zmq.asyncio
+
+from common import bus
+from common.messages import (
+    EngineStatus,
+    Heartbeat,
+    SnapshotRequest,
+    StateSnapshot,
+    VolumeRecord,
+    decode,
+    encode,
+)
+from common.settings import Settings
+from services.watcher.docker_state import make_api_client, read_volume_records
+
+log = logging.getLogger("watcher")
+
+STATE_TOPIC = b"state"
+HEARTBEAT_TOPIC = b"hb"
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class Watcher:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.epoch = uuid.uuid4().hex
+        self.seq = 0
+        self.volumes: tuple[VolumeRecord, ...] = ()
+        self.engine = EngineStatus(reachable=False, error="not polled yet")
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._context = zmq.asyncio.Context()
+        self._publisher: zmq.asyncio.Socket | None = None
+        self._snapshots: zmq.asyncio.Socket | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        bus.ensure_runtime_dir(self.settings)
+        self._publisher = bus.bind(self._context.socket(zmq.PUB), self.settings.state_endpoint)
+        self._snapshots = bus.bind(
+            self._context.socket(zmq.ROUTER), self.settings.snapshot_endpoint
+        )
+        log.info(
+            "started epoch=%s state=%s snapshot=%s",
+            self.epoch,
+            self.settings.state_endpoint,
+            self.settings.snapshot_endpoint,
+        )
+
+    async def run(self) -> None:
+        await self.startup()
+        loop = asyncio.get_running_loop()
+        events = threading.Thread(
+            target=self._follow_events, args=(loop,), name="docker-events", daemon=True
+        )
+        events.start()
+        tasks = [
+            asyncio.create_task(self._poll_loop(), name="poll"),
+            asyncio.create_task(self._serve_snapshots(), name="snapshots"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+        ]
+        await self._stopping.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.shutdown()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def shutdown(self) -> None:
+        for socket in (self._publisher, self._snapshots):
+            if socket is not None:
+                socket.close()
+        self._context.term()
+        log.info("stopped epoch=%s seq=%d", self.epoch, self.seq)
+
+    # --- state ----------------------------------------------------------------------
+
+    def snapshot(self) -> StateSnapshot:
+        return StateSnapshot(
+            epoch=self.epoch, seq=self.seq, engine=self.engine, volumes=self.volumes
+        )
+
+    async def _publish_if_changed(
+        self, volumes: tuple[VolumeRecord, ...], engine: EngineStatus
+    ) -> None:
+        if volumes == self.volumes and engine == self.engine and self.seq > 0:
+            return
+        self.volumes, self.engine = volumes, engine
+        self.seq += 1
+        assert self._publisher is not None
+        await self._publisher.send_multipart([STATE_TOPIC, encode(self.snapshot())])
+        log.info(
+            "published state seq=%d volumes=%d engine_reachable=%s",
+            self.seq,
+            len(volumes),
+            engine.reachable,
+        )
+
+    async def _poll_loop(self) -> None:
+        api = make_api_client(self.settings)
+        backoff = self.settings.poll_interval_seconds
+        while True:
+            self._wake.clear()
+            try:
+                volumes = await asyncio.to_thread(read_volume_records, api)
+            except Exception as error:  # engine down or answering garbage: retry, never crash
+                engine = EngineStatus(reachable=False, error=f"{type(error).__name__}: {error}")
+                await self._publish_if_changed(self.volumes, engine)
+                log.warning("engine unreachable retry_in=%.1fs error=%s", backoff, engine.error)
+                wait = backoff
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            else:
+                await self._publish_if_changed(volumes, EngineStatus(reachable=True))
+                backoff = wait = self.settings.poll_interval_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    def _follow_events(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Thread: any volume or container event wakes the poller at once."""
+        backoff = 0.5
+        while True:  # a daemon thread: it ends with the process
+            try:
+                api = make_api_client(self.settings)
+                stream = api.events(decode=True, filters={"type": ["volume", "container"]})
+                loop.call_soon_threadsafe(self._wake.set)  # catch what happened while away
+                backoff = 0.5
+                for event in stream:
+                    log.debug(
+                        "engine event type=%s action=%s id=%s",
+                        event.get("Type"),
+                        event.get("Action"),
+                        (event.get("Actor") or {}).get("ID"),
+                    )
+                    loop.call_soon_threadsafe(self._wake.set)
+            except (docker.errors.DockerException, OSError, ValueError) as error:
+                log.debug("event stream lost retry_in=%.1fs error=%s", backoff, error)
+            except RuntimeError:  # the loop closed: we are shutting down
+                return
+            time.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def _serve_snapshots(self) -> None:
+        assert self._snapshots is not None
+        while True:
+            identity, payload = await self._snapshots.recv_multipart()
+            try:
+                request = decode(payload)
+            except ValueError as error:
+                log.warning("dropped invalid snapshot request error=%s", error)
+                continue
+            if not isinstance(request, SnapshotRequest):
+                log.warning("dropped unexpected message kind=%s", request.kind)
+                continue
+            await self._snapshots.send_multipart([identity, encode(self.snapshot())])
+            log.info("sent snapshot requester=%s seq=%d", request.requester, self.seq)
+
+    async def _heartbeat_loop(self) -> None:
+        assert self._publisher is not None
+        while True:
+            beat = Heartbeat(
+                service="watcher", instance=self.epoch, seq=self.seq, engine=self.engine
+            )
+            await self._publisher.send_multipart([HEARTBEAT_TOPIC, encode(beat)])
+            await asyncio.sleep(self.settings.heartbeat_interval_seconds)
