@@ -40,9 +40,7 @@ class Settings(BaseSettings):
         validation_alias=_env("VV_ALLOWED_ORIGINS"),
     )
     ws_idle_timeout_seconds: float = Field(90.0, gt=0, validation_alias=_env("VV_WS_IDLE_TIMEOUT"))
-    ws_max_message_bytes: int = Field(
-        4096, gt=0, validation_alias=_env("VV_WS_MAX_MESSAGE_BYTES")
-    )
+    ws_max_message_bytes: int = Field(4096, gt=0, validation_alias=_env("VV_WS_MAX_MESSAGE_BYTES"))
     ws_max_frame_bytes: int = Field(65536, gt=0, validation_alias=_env("VV_WS_MAX_FRAME_BYTES"))
     ws_send_queue_messages: int = Field(
         256, gt=0, validation_alias=_env("VV_WS_SEND_QUEUE_MESSAGES")
@@ -86,6 +84,9 @@ class Settings(BaseSettings):
         25.0, gt=0, validation_alias=_env("VV_SYNC_SCAN_TIMEOUT")
     )
     log_level: str = Field("INFO", validation_alias=_env("VV_LOG_LEVEL"))
+    scan_progress_interval_seconds: float = Field(
+        0.25, ge=0.01, validation_alias=_env("VV_SCAN_PROGRESS_INTERVAL")
+    )
     scan_max_attempts: int = Field(3, ge=1, validation_alias=_env("VV_SCAN_MAX_ATTEMPTS"))
 
     @field_validator("allowed_origins", mode="before")

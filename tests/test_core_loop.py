@@ -151,9 +151,9 @@ def test_health_reports_each_service(engine: PrivateEngine, stack: Stack) -> Non
 
     stack.start("watcher", "scanner")
 
-    def healthy() -> dict[str, Any] | None:
+    def healthy() -> dict[str, Any]:
         body: dict[str, Any] = httpx.get(stack.base_url + "/api/v1/health").json()
-        return body if body["status"] == "healthy" else None
+        return body if body["status"] == "healthy" else {}
 
     body = wait_until(healthy, 15, message="never healthy")
     assert set(body["checks"]) == {"docker", "watcher", "scanners", "database"}
@@ -168,6 +168,6 @@ def test_honcho_start_runs_all_three_services(engine: PrivateEngine, stack: Stac
 
     def all_alive() -> bool:
         body = httpx.get(stack.base_url + "/api/v1/health").json()
-        return body["status"] == "healthy"
+        return bool(body["status"] == "healthy")
 
     wait_until(all_alive, 20, message="honcho's services never all reported alive")

@@ -26,15 +26,18 @@ async def main() -> None:
     settings = get_settings()
     log = setup_logging("gateway", settings.log_level)
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on non-loopback address host=%s: anyone who reaches it can read "
-                    "every volume's metadata", settings.host)
+        log.warning(
+            "listening on non-loopback address host=%s: anyone who reaches it can read "
+            "every volume's metadata",
+            settings.host,
+        )
     app = create_app(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     config = hypercorn_config(settings.host, settings.port, settings.ws_max_frame_bytes)
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    await serve(app, config, shutdown_trigger=stop.wait)
     log.info("exited")
 
 

@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from common.messages import ScanErrorCode, ScanMethod
 
 SORT_FIELDS = ("name", "driver", "created_at", "size_bytes", "attachments_count", "last_scan_at")
-SortField = Literal["name", "driver", "created_at", "size_bytes", "attachments_count", "last_scan_at"]
+SortField = Literal[
+    "name", "driver", "created_at", "size_bytes", "attachments_count", "last_scan_at"
+]
 
 
 class ErrorBody(BaseModel):
@@ -133,7 +135,7 @@ def parse_sort(raw: str) -> list[SortKey]:
             raise ValueError(f"unknown sort field {field!r}; one of {', '.join(SORT_FIELDS)}")
         if direction not in ("asc", "desc"):
             raise ValueError(f"unknown sort direction {direction!r}; asc or desc")
-        keys.append(SortKey(field=field, direction=direction))  # type: ignore[arg-type]
+        keys.append(SortKey.model_validate({"field": field, "direction": direction}))
     return keys
 
 

@@ -33,8 +33,12 @@ def create_app(settings: Settings) -> Quart:
     state = GatewayRuntime(settings)
     app.extensions["volumeviz"] = state
 
-    for blueprint in (volumes_api.blueprint, scans_api.blueprint, health_api.blueprint,
-                      ws_api.blueprint):
+    for blueprint in (
+        volumes_api.blueprint,
+        scans_api.blueprint,
+        health_api.blueprint,
+        ws_api.blueprint,
+    ):
         app.register_blueprint(blueprint)
     install_error_handlers(app)
     cors(

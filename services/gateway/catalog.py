@@ -118,9 +118,7 @@ class VolumeCatalog:
         if incoming == self._records:
             return False
         self._records = incoming
-        self._views = {
-            name: self._reuse_or_build(record) for name, record in incoming.items()
-        }
+        self._views = {name: self._reuse_or_build(record) for name, record in incoming.items()}
         self._changed()
         return True
 

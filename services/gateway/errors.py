@@ -96,9 +96,7 @@ def install_error_handlers(app: Quart) -> None:
         details = _validation_details(error)
         first = details["errors"][0] if details["errors"] else {"loc": [], "msg": "invalid"}
         where = ".".join(first["loc"]) or "request"
-        return error_response(
-            400, "INVALID_REQUEST", f"invalid {where}: {first['msg']}", details
-        )
+        return error_response(400, "INVALID_REQUEST", f"invalid {where}: {first['msg']}", details)
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:

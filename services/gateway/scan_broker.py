@@ -8,6 +8,7 @@ A ROUTER hands each job to exactly one worker, and only to a worker that said it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class BrokerListener(Protocol):
     def dispatch(self) -> None: ...
     def progress(self, message: ScanProgress) -> None: ...
     async def finished(self, message: ScanFinished) -> None: ...
-    def job_lost(self, scan_id: str, worker_died: bool) -> None: ...
+    def job_lost(self, scan_id: str, worker_id: str, worker_died: bool) -> None: ...
     def job_claimed(self, scan_id: str, worker_id: str) -> None: ...
 
 
@@ -92,7 +93,10 @@ class ScanBroker:
         await self._socket.send_multipart([worker.identity, encode(job)])
         log.info(
             "assigned scan_id=%s volume_id=%s worker=%s attempt=%d",
-            job.scan_id, job.volume_id, worker.worker_id, job.attempt,
+            job.scan_id,
+            job.volume_id,
+            worker.worker_id,
+            job.attempt,
         )
 
     # --- protocol ---------------------------------------------------------------------
@@ -144,7 +148,7 @@ class ScanBroker:
             # It says it is idle long after we sent it a job: the job never reached it.
             lost, worker.scan_id = worker.scan_id, None
             log.warning("job never started scan_id=%s worker=%s", lost, worker.worker_id)
-            self._listener().job_lost(lost, worker_died=False)
+            self._listener().job_lost(lost, worker.worker_id, worker_died=False)
         was_ready, worker.ready = worker.ready, beat.ready and worker.scan_id is None
         if worker.ready and not was_ready:
             self._listener().dispatch()
@@ -153,7 +157,9 @@ class ScanBroker:
         await self._listener().finished(message)
         if worker.scan_id == message.scan_id:
             worker.scan_id = None
-        await self._socket.send_multipart([worker.identity, encode(ScanAck(scan_id=message.scan_id))])
+        await self._socket.send_multipart(
+            [worker.identity, encode(ScanAck(scan_id=message.scan_id))]
+        )
 
     async def _heartbeat_loop(self) -> None:
         beat = encode(GatewayHeartbeat(instance=self.instance))
@@ -164,13 +170,16 @@ class ScanBroker:
                     del self.workers[identity]
                     log.warning(
                         "worker lost worker=%s scan_id=%s workers=%d",
-                        worker.worker_id, worker.scan_id, len(self.workers),
+                        worker.worker_id,
+                        worker.scan_id,
+                        len(self.workers),
                     )
                     if worker.scan_id is not None:
-                        self._listener().job_lost(worker.scan_id, worker_died=True)
+                        self._listener().job_lost(
+                            worker.scan_id, worker.worker_id, worker_died=True
+                        )
                     continue
-                try:
+                # A gone or full pipe is fine: liveness notices a dead worker.
+                with contextlib.suppress(zmq.ZMQError):
                     await self._socket.send_multipart([identity, beat], zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    pass  # its pipe is gone or full: liveness will notice
             await asyncio.sleep(self.settings.heartbeat_interval_seconds)

@@ -124,9 +124,16 @@ class ScanCoordinator:
         if self.broker.alive_count() == 0:
             raise ApiError(503, "SCANNER_UNAVAILABLE", "no scanner worker is alive")
         row = JobRow(
-            scan_id=uuid.uuid4().hex, volume_id=volume_id, method=method, status="queued",
-            attempts=0, requested_at=utc_now(), started_at=None, finished_at=None,
-            failure=None, result=None,
+            scan_id=uuid.uuid4().hex,
+            volume_id=volume_id,
+            method=method,
+            status="queued",
+            attempts=0,
+            requested_at=utc_now(),
+            started_at=None,
+            finished_at=None,
+            failure=None,
+            result=None,
         )
         job = self._track(row)
         await self.store.insert_job(row)
@@ -174,21 +181,32 @@ class ScanCoordinator:
                     continue
                 view = self.catalog.get(job.row.volume_id)
                 if view is None:
-                    await self._finish(job, None, ScanFailure(
-                        code="VOLUME_NOT_FOUND", message=f"volume {job.row.volume_id!r} is gone"))
+                    await self._finish(
+                        job,
+                        None,
+                        ScanFailure(
+                            code="VOLUME_NOT_FOUND", message=f"volume {job.row.volume_id!r} is gone"
+                        ),
+                    )
                     continue
                 previous = self.catalog.latest_result(job.row.volume_id)
                 job.row.attempts += 1
                 job.row.status = "running"
                 job.row.started_at = utc_now()
                 job.worker_id = worker.worker_id
-                await self.broker.assign(worker, ScanJob(
-                    scan_id=job.row.scan_id, volume_id=job.row.volume_id,
-                    mountpoint=view.record.mountpoint, method=job.row.method,
-                    expected_entries=previous.file_count + previous.directory_count
-                    if previous and previous.method == "native" else None,
-                    attempt=job.row.attempts,
-                ))
+                await self.broker.assign(
+                    worker,
+                    ScanJob(
+                        scan_id=job.row.scan_id,
+                        volume_id=job.row.volume_id,
+                        mountpoint=view.record.mountpoint,
+                        method=job.row.method,
+                        expected_entries=previous.file_count + previous.directory_count
+                        if previous and previous.method == "native"
+                        else None,
+                        attempt=job.row.attempts,
+                    ),
+                )
                 await self.store.mark_running(job.row.scan_id, job.row.started_at, job.row.attempts)
 
     # --- broker events ------------------------------------------------------------------
@@ -201,13 +219,19 @@ class ScanCoordinator:
         job.files_processed = message.files_processed
         job.current_size = message.current_size
         job.throttled = message.throttled
-        self.hub.broadcast(envelope("scan_progress", {
-            "scan_id": message.scan_id,
-            "progress": job.progress,
-            "current_size": message.current_size,
-            "files_processed": message.files_processed,
-            "throttled": message.throttled,
-        }, volume_id=message.volume_id))
+        self.hub.broadcast(
+            envelope(
+                "scan_progress",
+                {
+                    "scan_id": message.scan_id,
+                    "progress": job.progress,
+                    "current_size": message.current_size,
+                    "files_processed": message.files_processed,
+                    "throttled": message.throttled,
+                },
+                volume_id=message.volume_id,
+            )
+        )
 
     async def finished(self, message: ScanFinished) -> None:
         job = self.jobs.get(message.scan_id)
@@ -219,23 +243,32 @@ class ScanCoordinator:
             failure = ScanFailure(code="SCAN_FAILED", message="worker sent no outcome")
         await self._finish(job, message.result, failure)
 
-    def job_lost(self, scan_id: str, worker_died: bool) -> None:
+    def job_lost(self, scan_id: str, worker_id: str | None, worker_died: bool) -> None:
         job = self.jobs.get(scan_id)
         if job is None or job.terminal:
             return
+        if worker_id is not None and job.worker_id not in (None, worker_id):
+            return  # another worker (or the same one, reconnected under a new id) holds it
         job.worker_id = None
         if worker_died and job.row.attempts >= self.settings.scan_max_attempts:
-            self._spawn(self._finish(job, None, ScanFailure(
-                code="SCAN_WORKER_LOST",
-                message=f"the worker died {job.row.attempts} times while scanning",
-            )))
+            self._spawn(
+                self._finish(
+                    job,
+                    None,
+                    ScanFailure(
+                        code="SCAN_WORKER_LOST",
+                        message=f"the worker died {job.row.attempts} times while scanning",
+                    ),
+                )
+            )
             return
         if not worker_died:
             job.row.attempts = max(0, job.row.attempts - 1)
         job.row.status = "queued"
         self.queue.appendleft(scan_id)
-        log.warning("requeued scan_id=%s attempts=%d worker_died=%s",
-                    scan_id, job.row.attempts, worker_died)
+        log.warning(
+            "requeued scan_id=%s attempts=%d worker_died=%s", scan_id, job.row.attempts, worker_died
+        )
         self._spawn(self.store.mark_queued(scan_id, job.row.attempts))
         self.dispatch()
 
@@ -266,17 +299,34 @@ class ScanCoordinator:
         job.done.set()
         if result is not None:
             self.catalog.set_result(result)
-            self.hub.broadcast(envelope("scan_complete", {
-                "scan_id": row.scan_id, "volume_id": row.volume_id, "cached": False,
-                "result": result_json(result, cache_hit=False),
-            }, volume_id=row.volume_id))
+            self.hub.broadcast(
+                envelope(
+                    "scan_complete",
+                    {
+                        "scan_id": row.scan_id,
+                        "volume_id": row.volume_id,
+                        "cached": False,
+                        "result": result_json(result, cache_hit=False),
+                    },
+                    volume_id=row.volume_id,
+                )
+            )
             log.info("completed scan_id=%s volume_id=%s", row.scan_id, row.volume_id)
         elif failure is not None:
-            self.hub.broadcast(envelope("scan_error", {
-                "scan_id": row.scan_id, "error": failure.message, "code": failure.code,
-            }, volume_id=row.volume_id))
-            log.info("failed scan_id=%s volume_id=%s code=%s", row.scan_id, row.volume_id,
-                     failure.code)
+            self.hub.broadcast(
+                envelope(
+                    "scan_error",
+                    {
+                        "scan_id": row.scan_id,
+                        "error": failure.message,
+                        "code": failure.code,
+                    },
+                    volume_id=row.volume_id,
+                )
+            )
+            log.info(
+                "failed scan_id=%s volume_id=%s code=%s", row.scan_id, row.volume_id, failure.code
+            )
 
     async def fail_now(self, job: Job, code: ScanErrorCode, message: str) -> None:
         await self._finish(job, None, ScanFailure(code=code, message=message))
@@ -300,4 +350,4 @@ class ScanCoordinator:
         for scan_id in scan_ids:
             job = self.jobs.get(scan_id)
             if job is not None and not job.terminal and job.worker_id is None:
-                self.job_lost(scan_id, worker_died=False)
+                self.job_lost(scan_id, None, worker_died=False)

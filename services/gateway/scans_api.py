@@ -6,7 +6,6 @@ import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-
 from quart import Blueprint, request
 from quart_schema import validate_response
 
@@ -73,12 +72,19 @@ def outcome(job: Job) -> dict[str, Any]:
     """A finished job as a ScanResponse, or its failure as the contract's error."""
     row = job.row
     if row.result is not None:
-        return {"volume_id": row.volume_id, "cached": False,
-                "result": result_json(row.result, cache_hit=False)}
+        return {
+            "volume_id": row.volume_id,
+            "cached": False,
+            "result": result_json(row.result, cache_hit=False),
+        }
     failure = row.failure
     assert failure is not None
-    raise ApiError(ERROR_STATUS.get(failure.code, 500), failure.code, failure.message,
-                   details={"scan_id": row.scan_id})
+    raise ApiError(
+        ERROR_STATUS.get(failure.code, 500),
+        failure.code,
+        failure.message,
+        details={"scan_id": row.scan_id},
+    )
 
 
 async def scan_and_wait(volume_id: str, method: ScanMethod) -> tuple[dict[str, Any], int]:
@@ -100,8 +106,11 @@ async def volume_size(volume_id: str) -> tuple[dict[str, Any], int]:
     if latest is not None:
         age = (utc_now() - latest.scanned_at).total_seconds()
         if age < state.settings.scan_cache_ttl_seconds:
-            return {"volume_id": volume_id, "cached": True,
-                    "result": result_json(latest, cache_hit=True)}, 200
+            return {
+                "volume_id": volume_id,
+                "cached": True,
+                "result": result_json(latest, cache_hit=True),
+            }, 200
     return await scan_and_wait(volume_id, "native")
 
 

@@ -77,18 +77,27 @@ class StateClient:
             return
         self._last_request_monotonic = now
         with contextlib.suppress(zmq.Again):
-            await self._snapshots.send(encode(SnapshotRequest(requester=self.requester)), zmq.NOBLOCK)
+            await self._snapshots.send(
+                encode(SnapshotRequest(requester=self.requester)), zmq.NOBLOCK
+            )
 
     def _apply(self, snapshot: StateSnapshot) -> None:
         same_epoch = snapshot.epoch == self.epoch
         if same_epoch and snapshot.seq <= self.seq:
             return  # stale or duplicate
         if not same_epoch:
-            log.info("watcher epoch=%s seq=%d (was epoch=%s)", snapshot.epoch, snapshot.seq, self.epoch)
+            log.info(
+                "watcher epoch=%s seq=%d (was epoch=%s)", snapshot.epoch, snapshot.seq, self.epoch
+            )
         self.epoch, self.seq, self.engine = snapshot.epoch, snapshot.seq, snapshot.engine
         changed = self.catalog.replace_volumes(snapshot.volumes)
         self.first_state.set()
-        log.debug("applied state seq=%d volumes=%d changed=%s", snapshot.seq, len(snapshot.volumes), changed)
+        log.debug(
+            "applied state seq=%d volumes=%d changed=%s",
+            snapshot.seq,
+            len(snapshot.volumes),
+            changed,
+        )
 
     def _note_heartbeat(self, beat: Heartbeat) -> bool:
         """Record liveness; True when the heartbeat shows we are behind."""

@@ -6,7 +6,6 @@ of a job is committed before anyone is told about it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,8 @@ CREATE TABLE IF NOT EXISTS scan_jobs (
     error_code    TEXT,
     error_message TEXT
 );
-CREATE INDEX IF NOT EXISTS scan_jobs_open ON scan_jobs (status) WHERE status IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS scan_jobs_open ON scan_jobs (status)
+    WHERE status IN ('queued', 'running');
 CREATE TABLE IF NOT EXISTS scan_results (
     scan_id     TEXT PRIMARY KEY,
     volume_id   TEXT NOT NULL,
@@ -93,7 +93,9 @@ class Store:
     async def latest_results(self) -> list[ScanResultData]:
         query = """
             SELECT result_json FROM scan_results AS r
-            WHERE scanned_at = (SELECT MAX(scanned_at) FROM scan_results WHERE volume_id = r.volume_id)
+            WHERE scanned_at = (
+                SELECT MAX(scanned_at) FROM scan_results WHERE volume_id = r.volume_id
+            )
         """
         async with self.db.execute(query) as cursor:
             rows = await cursor.fetchall()
@@ -110,8 +112,14 @@ class Store:
         await self.db.execute(
             "INSERT INTO scan_jobs (scan_id, volume_id, method, status, attempts, requested_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (job.scan_id, job.volume_id, job.method, job.status, job.attempts,
-             job.requested_at.isoformat()),
+            (
+                job.scan_id,
+                job.volume_id,
+                job.method,
+                job.status,
+                job.attempts,
+                job.requested_at.isoformat(),
+            ),
         )
         await self.db.commit()
 
@@ -142,8 +150,13 @@ class Store:
         cursor = await self.db.execute(
             "UPDATE scan_jobs SET status = ?, finished_at = ?, error_code = ?, error_message = ?"
             " WHERE scan_id = ? AND status IN ('queued', 'running')",
-            (status, finished_at.isoformat(), failure.code if failure else None,
-             failure.message if failure else None, scan_id),
+            (
+                status,
+                finished_at.isoformat(),
+                failure.code if failure else None,
+                failure.message if failure else None,
+                scan_id,
+            ),
         )
         if cursor.rowcount != 1:
             await self.db.rollback()
@@ -152,8 +165,12 @@ class Store:
             await self.db.execute(
                 "INSERT OR REPLACE INTO scan_results (scan_id, volume_id, scanned_at, result_json)"
                 " VALUES (?, ?, ?, ?)",
-                (scan_id, result.volume_id, result.scanned_at.isoformat(),
-                 result.model_dump_json()),
+                (
+                    scan_id,
+                    result.volume_id,
+                    result.scanned_at.isoformat(),
+                    result.model_dump_json(),
+                ),
             )
         await self.db.commit()
         return True
@@ -163,7 +180,9 @@ class Store:
         return rows[0] if rows else None
 
     async def open_jobs(self) -> list[JobRow]:
-        return await self._jobs("WHERE j.status IN ('queued', 'running') ORDER BY j.requested_at", ())
+        return await self._jobs(
+            "WHERE j.status IN ('queued', 'running') ORDER BY j.requested_at", ()
+        )
 
     async def _jobs(self, where: str, params: tuple[str, ...]) -> list[JobRow]:
         query = (
@@ -188,7 +207,3 @@ class Store:
             )
             for row in rows
         ]
-
-
-def result_as_json(result: ScanResultData) -> str:
-    return json.dumps(result.model_dump(mode="json"))

@@ -10,7 +10,6 @@ from quart_schema import validate_querystring, validate_response
 from services.gateway.api_models import (
     AttachmentListOut,
     ErrorBody,
-    OrphanedReportOut,
     VolumeDetailOut,
     VolumeListOut,
     VolumeListQuery,

@@ -139,7 +139,9 @@ async def _receive_loop(client: WsClient) -> str:
 async def volume_events() -> Response | None:
     state = runtime()
     if not origin_allowed(
-        websocket.headers.get("Origin"), websocket.headers.get("Host"), state.settings.allowed_origins
+        websocket.headers.get("Origin"),
+        websocket.headers.get("Host"),
+        state.settings.allowed_origins,
     ):
         log.warning("ws refused origin=%s", websocket.headers.get("Origin"))
         return error_response(403, "ORIGIN_NOT_ALLOWED", "WebSocket origin not allowed")

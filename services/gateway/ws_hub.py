@@ -11,17 +11,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.gateway.catalog import VolumeCatalog, rfc3339
 from common.messages import utc_now
+from services.gateway.catalog import VolumeCatalog, rfc3339
 
 log = logging.getLogger("gateway.ws")
 
 _client_ids = itertools.count(1)
 
 
-def envelope(
-    message_type: str, data: Any = None, volume_id: str | None = None
-) -> str:
+def envelope(message_type: str, data: Any = None, volume_id: str | None = None) -> str:
     """The seed protocol's envelope, serialised once for every receiver."""
     body: dict[str, Any] = {"type": message_type}
     if data is not None:
@@ -63,14 +61,19 @@ class WsHub:
         client = WsClient(self.queue_size, peer)
         self.clients.add(client)
         client.offer(self.volume_update_message())  # a (re)connecting client is current at once
-        log.info("ws client connected client=%d peer=%s clients=%d", client.id, peer, len(self.clients))
+        log.info(
+            "ws client connected client=%d peer=%s clients=%d", client.id, peer, len(self.clients)
+        )
         return client
 
     def unregister(self, client: WsClient, reason: str) -> None:
         if client in self.clients:
             self.clients.discard(client)
             log.info(
-                "ws client gone client=%d reason=%s clients=%d", client.id, reason, len(self.clients)
+                "ws client gone client=%d reason=%s clients=%d",
+                client.id,
+                reason,
+                len(self.clients),
             )
 
     def broadcast(self, text: str) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import docker
+from docker.utils import kwargs_from_env
 
 from common.messages import Attachment, VolumeRecord
 from common.settings import Settings
@@ -19,7 +20,7 @@ def make_api_client(settings: Settings) -> docker.APIClient:
     timeout = int(settings.docker_timeout_seconds)
     if settings.docker_host:
         return docker.APIClient(base_url=settings.docker_host, timeout=timeout)
-    return docker.APIClient(timeout=timeout, **docker.utils.kwargs_from_env())
+    return docker.APIClient(timeout=timeout, **kwargs_from_env())
 
 
 def parse_created_at(raw: str | None) -> datetime:

@@ -1,0 +1,83 @@
+"""How busy the host is with work other than our own scans, so scans can yield to it."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+
+# Long enough for a stable reading, short enough that a queued job starts soon after a
+# CPU hog stops (the worker announces readiness on the first quiet window).
+SAMPLE_WINDOW_SECONDS = 0.3
+
+
+def _busy_and_total() -> tuple[float, float]:
+    """System-wide (busy, total) CPU seconds; guest time is already inside user on Linux."""
+    fields: dict[str, float] = psutil.cpu_times()._asdict()
+    total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
+    idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
+    return total - idle, total
+
+
+class HostLoad:
+    """Percentage of all CPUs busy with anything but the scanner pool's process tree.
+
+    The pool's own CPU time (its parent, every worker and their `du` children) is taken
+    out, so a scan never throttles itself. Readings are cached for a window, so `busy()`
+    is cheap enough to call on every walk tick.
+    """
+
+    def __init__(
+        self,
+        threshold_percent: float,
+        pool_pid: int | None = None,
+        window_seconds: float = SAMPLE_WINDOW_SECONDS,
+    ) -> None:
+        self.threshold_percent = threshold_percent
+        self.window_seconds = window_seconds
+        self._pool_pid = pool_pid if pool_pid is not None else os.getpid()
+        self._percent = 0.0
+        self._sampled_at = time.monotonic()
+        self._busy, self._total = _busy_and_total()
+        self._own: dict[int, float] = self._own_cpu()
+
+    def _own_cpu(self) -> dict[int, float]:
+        """CPU seconds used so far by each process of the pool's tree, by pid."""
+        try:
+            root = psutil.Process(self._pool_pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            processes = [psutil.Process()]
+        seconds: dict[int, float] = {}
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue  # exited while we looked: its time is gone either way
+            seconds[process.pid] = times.user + times.system
+        return seconds
+
+    def sample(self) -> float:
+        """Take a reading now (ignoring the cache) and return the percentage."""
+        now = time.monotonic()
+        busy, total = _busy_and_total()
+        own = self._own_cpu()
+        # A pid new since the last reading started inside the window: all its time counts.
+        own_delta = sum(used - self._own.get(pid, 0.0) for pid, used in own.items())
+        total_delta = total - self._total
+        if total_delta > 0:
+            other = (busy - self._busy) - max(own_delta, 0.0)
+            self._percent = min(100.0, max(0.0, 100.0 * other / total_delta))
+        self._busy, self._total, self._own, self._sampled_at = busy, total, own, now
+        return self._percent
+
+    def percent(self) -> float:
+        """The latest reading, refreshed when the window has passed."""
+        if time.monotonic() - self._sampled_at >= self.window_seconds:
+            return self.sample()
+        return self._percent
+
+    def busy(self) -> bool:
+        """Whether other work uses more than the threshold share of all CPUs."""
+        return self.percent() > self.threshold_percent
