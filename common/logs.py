@@ -14,4 +14,7 @@ def setup_logging(service: str, level: str = "INFO") -> logging.Logger:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Libraries' per-operation chatter would drown the events.
+    for noisy in ("aiosqlite", "asyncio", "urllib3", "docker"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
     return logging.getLogger(service)

@@ -220,6 +220,8 @@ class ScanJobOut(BaseModel):
     progress: int
     files_processed: int
     current_size: int
+    throttled: bool = Field(description="the walk is slowed down because the host is busy")
+    attempts: int = Field(description="workers this job has been handed to")
     requested_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

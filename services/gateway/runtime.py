@@ -49,6 +49,7 @@ class GatewayRuntime:
         await self.store.open()
         self.catalog.load_results(await self.store.latest_results())
         await self.scans.restore()
+        self.hub.last_event_id = await self.store.last_event_id()
         self._tasks = [
             *self.state.start(),
             *self.broker.start(),

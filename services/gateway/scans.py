@@ -85,6 +85,23 @@ def job_json(row: JobRow, live: Job | None = None) -> dict[str, Any]:
     }
 
 
+def terminal_event(
+    scan_id: str, volume_id: str, result: ScanResultData | None, failure: ScanFailure | None
+) -> tuple[str, str, dict[str, Any]]:
+    """(volume_id, type, data) of the one terminal WebSocket message of a scan."""
+    if result is not None:
+        data = {
+            "scan_id": scan_id,
+            "volume_id": volume_id,
+            "cached": False,
+            "result": result_json(result, cache_hit=False),
+        }
+        return volume_id, "scan_complete", data
+    assert failure is not None
+    data = {"scan_id": scan_id, "error": failure.message, "code": failure.code}
+    return volume_id, "scan_error", data
+
+
 class ScanCoordinator:
     def __init__(
         self,
@@ -103,6 +120,7 @@ class ScanCoordinator:
         self.active_by_volume: dict[str, str] = {}
         self.queue: deque[str] = deque()
         self._dispatch_lock = asyncio.Lock()
+        self._finish_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         broker.listener = self
 
@@ -287,45 +305,31 @@ class ScanCoordinator:
     async def _finish(
         self, job: Job, result: ScanResultData | None, failure: ScanFailure | None
     ) -> None:
-        finished_at = utc_now()
-        if not await self.store.finish_job(job.row.scan_id, finished_at, result, failure):
-            return  # already ended: never announce twice
-        row = job.row
-        row.status = "completed" if result is not None else "failed"
-        row.finished_at, row.result, row.failure = finished_at, result, failure
-        self.jobs.pop(row.scan_id, None)
-        if self.active_by_volume.get(row.volume_id) == row.scan_id:
-            del self.active_by_volume[row.volume_id]
-        job.done.set()
-        if result is not None:
-            self.catalog.set_result(result)
-            self.hub.broadcast(
-                envelope(
-                    "scan_complete",
-                    {
-                        "scan_id": row.scan_id,
-                        "volume_id": row.volume_id,
-                        "cached": False,
-                        "result": result_json(result, cache_hit=False),
-                    },
-                    volume_id=row.volume_id,
-                )
-            )
-            log.info("completed scan_id=%s volume_id=%s", row.scan_id, row.volume_id)
-        elif failure is not None:
-            self.hub.broadcast(
-                envelope(
-                    "scan_error",
-                    {
-                        "scan_id": row.scan_id,
-                        "error": failure.message,
-                        "code": failure.code,
-                    },
-                    volume_id=row.volume_id,
-                )
-            )
+        # One at a time, so events are committed and broadcast in event_id order.
+        async with self._finish_lock:
+            row = job.row
+            event = terminal_event(row.scan_id, row.volume_id, result, failure)
+            finished_at = utc_now()
+            event_id = await self.store.finish_job(row.scan_id, finished_at, result, failure, event)
+            if event_id is None:
+                return  # already ended: never announce twice
+            row.status = "completed" if result is not None else "failed"
+            row.finished_at, row.result, row.failure = finished_at, result, failure
+            self.jobs.pop(row.scan_id, None)
+            if self.active_by_volume.get(row.volume_id) == row.scan_id:
+                del self.active_by_volume[row.volume_id]
+            job.done.set()
+            if result is not None:
+                self.catalog.set_result(result)
+            _, event_type, data = event
+            self.hub.broadcast_event(event_id, event_type, data, row.volume_id)
             log.info(
-                "failed scan_id=%s volume_id=%s code=%s", row.scan_id, row.volume_id, failure.code
+                "%s scan_id=%s volume_id=%s event_id=%d code=%s",
+                event_type,
+                row.scan_id,
+                row.volume_id,
+                event_id,
+                failure.code if failure else "-",
             )
 
     async def fail_now(self, job: Job, code: ScanErrorCode, message: str) -> None:

@@ -6,9 +6,11 @@ of a job is committed before anyone is told about it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -36,7 +38,29 @@ CREATE TABLE IF NOT EXISTS scan_results (
     result_json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scan_results_volume ON scan_results (volume_id, scanned_at);
+CREATE TABLE IF NOT EXISTS scan_events (
+    event_id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    scan_id    TEXT NOT NULL UNIQUE,
+    volume_id  TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    data_json  TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 """
+
+# Terminal events kept for clients that resume a WebSocket after a reconnect.
+EVENT_REPLAY_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalEvent:
+    """A scan's one `scan_complete` or `scan_error`, numbered in the order it was announced."""
+
+    event_id: int
+    scan_id: str
+    volume_id: str
+    type: str
+    data: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -144,8 +168,12 @@ class Store:
         finished_at: datetime,
         result: ScanResultData | None,
         failure: ScanFailure | None,
-    ) -> bool:
-        """Record the outcome once; False when the job had already ended (a duplicate)."""
+        event: tuple[str, str, dict[str, Any]],
+    ) -> int | None:
+        """Record the outcome and its terminal event (volume_id, type, data) at once.
+
+        Returns the event id, or None when the job had already ended (a duplicate).
+        """
         status = "completed" if result is not None else "failed"
         cursor = await self.db.execute(
             "UPDATE scan_jobs SET status = ?, finished_at = ?, error_code = ?, error_message = ?"
@@ -160,7 +188,7 @@ class Store:
         )
         if cursor.rowcount != 1:
             await self.db.rollback()
-            return False
+            return None
         if result is not None:
             await self.db.execute(
                 "INSERT OR REPLACE INTO scan_results (scan_id, volume_id, scanned_at, result_json)"
@@ -172,8 +200,32 @@ class Store:
                     result.model_dump_json(),
                 ),
             )
+        volume_id, event_type, data = event
+        cursor = await self.db.execute(
+            "INSERT INTO scan_events (scan_id, volume_id, type, data_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (scan_id, volume_id, event_type, json.dumps(data), finished_at.isoformat()),
+        )
         await self.db.commit()
-        return True
+        return cursor.lastrowid
+
+    async def last_event_id(self) -> int:
+        async with self.db.execute("SELECT COALESCE(MAX(event_id), 0) FROM scan_events") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def events_between(self, after: int, upto: int) -> list[TerminalEvent]:
+        """Terminal events with after < event_id <= upto, oldest first, the newest at most."""
+        query = (
+            "SELECT event_id, scan_id, volume_id, type, data_json FROM scan_events"
+            " WHERE event_id > ? AND event_id <= ? ORDER BY event_id DESC LIMIT ?"
+        )
+        async with self.db.execute(query, (after, upto, EVENT_REPLAY_LIMIT)) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            TerminalEvent(row[0], row[1], row[2], row[3], json.loads(row[4]))
+            for row in reversed(list(rows))
+        ]
 
     async def get_job(self, scan_id: str) -> JobRow | None:
         rows = await self._jobs("WHERE j.scan_id = ?", (scan_id,))

@@ -134,6 +134,15 @@ async def _receive_loop(client: WsClient) -> str:
             client.offer(reply)
 
 
+def _resume_after(raw: str | None) -> int | None:
+    """-1 when absent (no replay); None when malformed."""
+    if raw is None:
+        return -1
+    if not raw.isdigit() or len(raw) > 18:
+        return None
+    return int(raw)
+
+
 @blueprint.websocket("/api/v1/ws")
 @cors_exempt  # our own origin rule: no Origin (scripts) and our own origin are allowed
 async def volume_events() -> Response | None:
@@ -145,8 +154,18 @@ async def volume_events() -> Response | None:
     ):
         log.warning("ws refused origin=%s", websocket.headers.get("Origin"))
         return error_response(403, "ORIGIN_NOT_ALLOWED", "WebSocket origin not allowed")
+    resume_after = _resume_after(websocket.args.get("resume_after"))
+    if resume_after is None:
+        return error_response(400, "INVALID_REQUEST", "resume_after must be an integer >= 0")
     await websocket.accept()
     client = state.hub.register(f"{websocket.remote_addr}")
+    live_from = state.hub.last_event_id  # later events reach the client's queue
+    # Current list first, then missed terminal events; live ones wait in the client's queue.
+    await websocket.send(state.hub.volume_update_message())
+    if resume_after >= 0:
+        for event in await state.store.events_between(resume_after, live_from):
+            data = {**event.data, "event_id": event.event_id}
+            await websocket.send(envelope(event.type, data, volume_id=event.volume_id))
     receiver = asyncio.create_task(_receive_loop(client))
     sender = asyncio.create_task(_send_loop(client))
     overflow = asyncio.create_task(client.overflowed.wait())

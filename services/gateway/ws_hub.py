@@ -8,7 +8,6 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from common.messages import utc_now
@@ -55,12 +54,12 @@ class WsHub:
         self.queue_size = queue_size
         self.clients: set[WsClient] = set()
         self._volumes_dirty = asyncio.Event()
-        self.on_drop: Callable[[WsClient], None] | None = None
+        self.last_event_id = 0  # of the newest terminal event broadcast
 
     def register(self, peer: str) -> WsClient:
+        """A new client; the caller sends it the current volume list first."""
         client = WsClient(self.queue_size, peer)
         self.clients.add(client)
-        client.offer(self.volume_update_message())  # a (re)connecting client is current at once
         log.info(
             "ws client connected client=%d peer=%s clients=%d", client.id, peer, len(self.clients)
         )
@@ -80,6 +79,13 @@ class WsHub:
         for client in list(self.clients):
             if not client.offer(text):
                 log.warning("ws client too slow, dropping client=%d", client.id)
+
+    def broadcast_event(
+        self, event_id: int, event_type: str, data: dict[str, Any], volume_id: str
+    ) -> None:
+        """A numbered terminal event; resuming clients replay those they missed."""
+        self.last_event_id = event_id
+        self.broadcast(envelope(event_type, {**data, "event_id": event_id}, volume_id=volume_id))
 
     def volume_update_message(self) -> str:
         return envelope("volume_update", [view.json for view in self.catalog.views()])
