@@ -171,3 +171,20 @@ def test_honcho_start_runs_all_three_services(engine: PrivateEngine, stack: Stac
         return bool(body["status"] == "healthy")
 
     wait_until(all_alive, 20, message="honcho's services never all reported alive")
+
+
+def test_unreachable_engine_is_reported_not_fatal(stack: Stack) -> None:
+    stack.configure(VV_DOCKER_HOST=f"unix://{stack.runtime_dir}/no-engine.sock")
+    stack.start("watcher", "gateway")
+    stack.wait_http_ready()
+
+    def docker_down() -> dict[str, Any]:
+        checks: dict[str, Any] = httpx.get(stack.base_url + "/api/v1/health").json()["checks"]
+        return checks if checks["watcher"]["status"] == "ok" else {}
+
+    checks = wait_until(docker_down, 10, message="watcher never reported")
+    assert checks["docker"]["status"] == "down"
+    assert checks["docker"]["message"]  # says why
+    time.sleep(3)  # several retries with backoff
+    assert stack["watcher"].alive
+    assert "engine unreachable" in stack["watcher"].log_text()

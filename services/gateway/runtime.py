@@ -15,6 +15,7 @@ from quart import current_app
 
 from common import bus
 from common.settings import Settings
+from common.tasks import start_essential
 from services.gateway.catalog import VolumeCatalog
 from services.gateway.scan_broker import ScanBroker
 from services.gateway.scans import ScanCoordinator
@@ -53,7 +54,7 @@ class GatewayRuntime:
         self._tasks = [
             *self.state.start(),
             *self.broker.start(),
-            asyncio.create_task(self.hub.run_volume_updates(), name="volume-updates"),
+            start_essential(self.hub.run_volume_updates(), "volume-updates"),
         ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.state.first_state.wait(), FIRST_STATE_WAIT_SECONDS)

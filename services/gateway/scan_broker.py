@@ -30,6 +30,7 @@ from common.messages import (
     encode,
 )
 from common.settings import Settings
+from common.tasks import start_essential
 
 log = logging.getLogger("gateway.broker")
 
@@ -66,8 +67,8 @@ class ScanBroker:
         self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker keeps its id
         bus.bind(self._socket, self.settings.jobs_endpoint)
         return [
-            asyncio.create_task(self._receive_loop(), name="broker-receive"),
-            asyncio.create_task(self._heartbeat_loop(), name="broker-heartbeat"),
+            start_essential(self._receive_loop(), "broker-receive"),
+            start_essential(self._heartbeat_loop(), "broker-heartbeat"),
         ]
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from common.messages import (
     utc_now,
 )
 from common.settings import Settings
+from common.tasks import start_essential
 from services.gateway.catalog import VolumeCatalog, result_json, rfc3339
 from services.gateway.errors import ApiError, volume_not_found
 from services.gateway.scan_broker import ScanBroker
@@ -125,7 +126,7 @@ class ScanCoordinator:
         broker.listener = self
 
     def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
+        task = start_essential(coroutine, "scan-step", runs_forever=False)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

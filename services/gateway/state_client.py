@@ -27,6 +27,7 @@ from common.messages import (
     encode,
 )
 from common.settings import Settings
+from common.tasks import start_essential
 from services.gateway.catalog import VolumeCatalog
 
 log = logging.getLogger("gateway.state")
@@ -57,8 +58,8 @@ class StateClient:
         bus.connect(self._subscriber, self.settings.state_endpoint)
         bus.connect(self._snapshots, self.settings.snapshot_endpoint)
         return [
-            asyncio.create_task(self._read_updates(), name="state-updates"),
-            asyncio.create_task(self._read_snapshots(), name="state-snapshots"),
+            start_essential(self._read_updates(), "state-updates"),
+            start_essential(self._read_snapshots(), "state-snapshots"),
             asyncio.create_task(self._keep_fresh(), name="state-fresh"),
         ]
 

@@ -30,6 +30,7 @@ from common.messages import (
     encode,
 )
 from common.settings import Settings
+from common.tasks import start_essential
 from services.watcher.docker_state import make_api_client, read_volume_records
 
 log = logging.getLogger("watcher")
@@ -75,9 +76,9 @@ class Watcher:
         )
         events.start()
         tasks = [
-            asyncio.create_task(self._poll_loop(), name="poll"),
-            asyncio.create_task(self._serve_snapshots(), name="snapshots"),
-            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            start_essential(self._poll_loop(), "poll"),
+            start_essential(self._serve_snapshots(), "snapshots"),
+            start_essential(self._heartbeat_loop(), "heartbeat"),
         ]
         await self._stopping.wait()
         for task in tasks:
@@ -119,13 +120,16 @@ class Watcher:
         )
 
     async def _poll_loop(self) -> None:
-        api = make_api_client(self.settings)
+        api: docker.APIClient | None = None
         backoff = self.settings.poll_interval_seconds
         while True:
             self._wake.clear()
             try:
+                if api is None:  # creating one asks the engine its API version
+                    api = await asyncio.to_thread(make_api_client, self.settings)
                 volumes = await asyncio.to_thread(read_volume_records, api)
             except Exception as error:  # engine down or answering garbage: retry, never crash
+                api = None
                 engine = EngineStatus(reachable=False, error=f"{type(error).__name__}: {error}")
                 await self._publish_if_changed(self.volumes, engine)
                 log.warning("engine unreachable retry_in=%.1fs error=%s", backoff, engine.error)
