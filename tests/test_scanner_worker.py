@@ -113,6 +113,7 @@ def scanner(tmp_path: Path, gateway: FakeGateway) -> Iterator[Scanner]:
         "VV_HEARTBEAT_INTERVAL": str(HEARTBEAT),
         "VV_HEARTBEAT_LIVENESS": "3",
         "VV_SCAN_LOAD_THRESHOLD": "100",  # never "busy": these tests are not about load
+        "VV_SCAN_ROOTS": str(tmp_path),  # volumes live here, not in an engine's directory
         "VV_LOG_LEVEL": "DEBUG",
     }
     log_path = tmp_path / "scanner.log"
@@ -323,6 +324,7 @@ def test_busy_host_throttles_the_walk_and_idle_host_announces_ready(
         bus_jobs_endpoint=f"ipc://{tmp_path}/jobs",
         runtime_dir=tmp_path / "run",
         heartbeat_interval_seconds=HEARTBEAT,
+        scan_roots=[str(tmp_path)],
     )
     load = SwitchableLoad()
     worker = ScanWorker(settings, load=load)

@@ -90,6 +90,8 @@ class StateClient:
                 "watcher epoch=%s seq=%d (was epoch=%s)", snapshot.epoch, snapshot.seq, self.epoch
             )
         self.epoch, self.seq, self.engine = snapshot.epoch, snapshot.seq, snapshot.engine
+        if snapshot.engine.volumes_dir is not None:
+            self.catalog.engine_volumes_dir = snapshot.engine.volumes_dir
         changed = self.catalog.replace_volumes(snapshot.volumes)
         self.first_state.set()
         log.debug(

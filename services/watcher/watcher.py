@@ -30,7 +30,7 @@ from common.messages import (
     encode,
 )
 from common.settings import Settings
-from services.watcher.docker_state import make_api_client, read_volume_records
+from services.watcher.docker_state import engine_volumes_dir, make_api_client, read_volume_records
 
 log = logging.getLogger("watcher")
 
@@ -46,6 +46,7 @@ class Watcher:
         self.seq = 0
         self.volumes: tuple[VolumeRecord, ...] = ()
         self.engine = EngineStatus(reachable=False, error="not polled yet")
+        self._volumes_dir: str | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._context = zmq.asyncio.Context()
@@ -124,6 +125,8 @@ class Watcher:
         while True:
             self._wake.clear()
             try:
+                if self._volumes_dir is None:  # once: it does not change while we run
+                    self._volumes_dir = await asyncio.to_thread(engine_volumes_dir, api)
                 volumes = await asyncio.to_thread(read_volume_records, api)
             except Exception as error:  # engine down or answering garbage: retry, never crash
                 engine = EngineStatus(reachable=False, error=f"{type(error).__name__}: {error}")
@@ -132,7 +135,8 @@ class Watcher:
                 wait = backoff
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             else:
-                await self._publish_if_changed(volumes, EngineStatus(reachable=True))
+                engine = EngineStatus(reachable=True, volumes_dir=self._volumes_dir)
+                await self._publish_if_changed(volumes, engine)
                 backoff = wait = self.settings.poll_interval_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
