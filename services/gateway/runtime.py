@@ -16,6 +16,7 @@ from quart import current_app
 from common import bus
 from common.settings import Settings
 from services.gateway.catalog import VolumeCatalog
+from services.gateway.rate_limit import ClientRateLimiter
 from services.gateway.scan_broker import ScanBroker
 from services.gateway.scans import ScanCoordinator
 from services.gateway.state_client import StateClient
@@ -42,6 +43,9 @@ class GatewayRuntime:
         self.store = Store(settings.database_path)
         self.broker = ScanBroker(settings, self.context, self.instance)
         self.scans = ScanCoordinator(settings, self.catalog, self.store, self.broker, self.hub)
+        self.scan_limiter = ClientRateLimiter(
+            settings.scan_requests_per_minute / 60, settings.scan_request_burst
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

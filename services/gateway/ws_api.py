@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 from quart import Blueprint, Response, websocket
 from quart_cors import cors_exempt
 
+from services.gateway.auth import offered_protocols, selected_protocol
 from services.gateway.errors import error_response
+from services.gateway.rate_limit import TokenBucket
 from services.gateway.runtime import runtime
 from services.gateway.ws_hub import WsClient, envelope
 
@@ -57,24 +59,15 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
-class _RateLimit:
-    """Token bucket: a flooding client is told once a second, its messages dropped."""
+class _MessageLimit:
+    """A flooding client's extra messages are dropped; it is told at most once a second."""
 
     def __init__(self, per_second: float) -> None:
-        self.rate = per_second
-        self.capacity = per_second * 2
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self.bucket = TokenBucket(per_second, per_second * 2)
         self.last_warned = 0.0
 
     def allow(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+        return self.bucket.take() == 0
 
     def should_warn(self) -> bool:
         now = time.monotonic()
@@ -119,7 +112,7 @@ async def _send_loop(client: WsClient) -> None:
 async def _receive_loop(client: WsClient) -> str:
     """Returns why the connection should end."""
     settings = runtime().settings
-    limit = _RateLimit(settings.ws_client_messages_per_second)
+    limit = _MessageLimit(settings.ws_client_messages_per_second)
     while True:
         try:
             raw = await asyncio.wait_for(websocket.receive(), settings.ws_idle_timeout_seconds)
@@ -145,7 +138,8 @@ async def volume_events() -> Response | None:
     ):
         log.warning("ws refused origin=%s", websocket.headers.get("Origin"))
         return error_response(403, "ORIGIN_NOT_ALLOWED", "WebSocket origin not allowed")
-    await websocket.accept()
+    protocols = offered_protocols(websocket.headers.get("Sec-WebSocket-Protocol"))
+    await websocket.accept(subprotocol=selected_protocol(protocols))
     client = state.hub.register(f"{websocket.remote_addr}")
     receiver = asyncio.create_task(_receive_loop(client))
     sender = asyncio.create_task(_send_loop(client))
