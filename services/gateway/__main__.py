@@ -9,6 +9,7 @@ import signal
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from common.curve import require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
 from services.gateway.app import create_app
@@ -35,6 +36,11 @@ def hypercorn_config(host: str, port: int, max_frame_bytes: int) -> Config:
 async def main() -> None:
     settings = get_settings()
     log = setup_logging("gateway", settings.log_level)
+    require_safe_bus(
+        settings,
+        serves=[settings.jobs_endpoint],
+        connects=[settings.state_endpoint, settings.snapshot_endpoint],
+    )
     if not is_loopback(settings.host) and settings.api_token is None:
         log.warning(
             "SECURITY WARNING: listening on non-loopback address host=%s without "

@@ -74,7 +74,7 @@ class GatewayRuntime:
         self.state.close()
         self.broker.close()
         await self.store.close()
-        self.context.term()
+        bus.term(self.context)
         log.info("stopped instance=%s", self.instance)
 
 

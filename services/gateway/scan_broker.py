@@ -64,7 +64,7 @@ class ScanBroker:
 
     def start(self) -> list[asyncio.Task[None]]:
         self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker keeps its id
-        bus.bind(self._socket, self.settings.jobs_endpoint)
+        bus.bind(self._socket, self.settings.jobs_endpoint, self.settings)
         return [
             asyncio.create_task(self._receive_loop(), name="broker-receive"),
             asyncio.create_task(self._heartbeat_loop(), name="broker-heartbeat"),

@@ -54,8 +54,8 @@ class StateClient:
 
     def start(self) -> list[asyncio.Task[None]]:
         self._subscriber.setsockopt(zmq.SUBSCRIBE, b"")
-        bus.connect(self._subscriber, self.settings.state_endpoint)
-        bus.connect(self._snapshots, self.settings.snapshot_endpoint)
+        bus.connect(self._subscriber, self.settings.state_endpoint, self.settings)
+        bus.connect(self._snapshots, self.settings.snapshot_endpoint, self.settings)
         return [
             asyncio.create_task(self._read_updates(), name="state-updates"),
             asyncio.create_task(self._read_snapshots(), name="state-snapshots"),

@@ -57,9 +57,11 @@ class Watcher:
 
     async def startup(self) -> None:
         bus.ensure_runtime_dir(self.settings)
-        self._publisher = bus.bind(self._context.socket(zmq.PUB), self.settings.state_endpoint)
+        self._publisher = bus.bind(
+            self._context.socket(zmq.PUB), self.settings.state_endpoint, self.settings
+        )
         self._snapshots = bus.bind(
-            self._context.socket(zmq.ROUTER), self.settings.snapshot_endpoint
+            self._context.socket(zmq.ROUTER), self.settings.snapshot_endpoint, self.settings
         )
         log.info(
             "started epoch=%s state=%s snapshot=%s",
@@ -93,7 +95,7 @@ class Watcher:
         for socket in (self._publisher, self._snapshots):
             if socket is not None:
                 socket.close()
-        self._context.term()
+        bus.term(self._context)
         log.info("stopped epoch=%s seq=%d", self.epoch, self.seq)
 
     # --- state ----------------------------------------------------------------------
