@@ -25,6 +25,7 @@ blueprint = Blueprint("ws", __name__)
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 MAX_NESTING = 32
+CLOSE_TIMEOUT_SECONDS = 1.0
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
@@ -103,6 +104,14 @@ def answer(raw: str | bytes, max_bytes: int) -> str | None:
     return _error("UNKNOWN_TYPE", f"unknown message type {kind[:64]!r}; known: ping")
 
 
+async def _cancel(*tasks: asyncio.Task[object]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
+
+
 async def _send_loop(client: WsClient) -> None:
     while True:
         text = await client.queue.get()
@@ -136,7 +145,7 @@ async def volume_events() -> Response | None:
         websocket.headers.get("Host"),
         state.settings.allowed_origins,
     ):
-        log.warning("ws refused origin=%s", websocket.headers.get("Origin"))
+        log.warning("ws refused origin=%r", websocket.headers.get("Origin"))
         return error_response(403, "ORIGIN_NOT_ALLOWED", "WebSocket origin not allowed")
     protocols = offered_protocols(websocket.headers.get("Sec-WebSocket-Protocol"))
     await websocket.accept(subprotocol=selected_protocol(protocols))
@@ -149,17 +158,20 @@ async def volume_events() -> Response | None:
         done, _ = await asyncio.wait(
             {receiver, sender, overflow}, return_when=asyncio.FIRST_COMPLETED
         )
+        close: tuple[int, str] | None = None
         if receiver in done and not receiver.cancelled() and receiver.exception() is None:
-            reason = receiver.result()
-            await websocket.close(CLOSE_NORMAL, "idle timeout")
+            reason, close = receiver.result(), (CLOSE_NORMAL, "idle timeout")
         elif overflow in done:
-            reason = "too slow"
-            await websocket.close(CLOSE_POLICY, "client too slow")
+            reason, close = "too slow", (CLOSE_POLICY, "client too slow")
+        # First stop the sender: it may be stuck in a send the client never reads, holding
+        # the connection's send lock that the close frame needs.
+        await _cancel(receiver, sender, overflow)
+        if close is not None:
+            # A client that reads nothing never takes the close frame either: give up on
+            # it after a moment. Its queue is gone; what remains is the socket's buffers.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(websocket.close(*close), CLOSE_TIMEOUT_SECONDS)
     finally:
-        for task in (receiver, sender, overflow):
-            task.cancel()
-        for task in (receiver, sender, overflow):
-            with contextlib.suppress(BaseException):
-                await task
+        await _cancel(receiver, sender, overflow)
         state.hub.unregister(client, reason)
     return None
