@@ -100,7 +100,8 @@ def _ws_ping(url: str, **kwargs: Any) -> str | None:
         ws.send('{"type": "ping"}')
         while '"pong"' not in str(ws.recv(timeout=5)):
             pass
-        return ws.subprotocol
+        selected: str | None = ws.subprotocol
+        return selected
 
 
 def test_websocket_token_by_query_parameter_or_subprotocol(guarded: Stack) -> None:

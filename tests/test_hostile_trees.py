@@ -23,7 +23,7 @@ from services.scanner.walk import WalkCounters, walk_volume
 from tests.support.engine import PrivateEngine
 from tests.support.health import wait_scanners_alive
 from tests.support.processes import Stack
-from tests.support.trees import du_bytes, mountpoint
+from tests.support.trees import du_bytes, make_many_files, mountpoint
 from tests.support.waiting import wait_until
 
 ONE_DIR_ENTRIES = 200_000
@@ -70,10 +70,8 @@ def test_200000_entries_in_one_directory_exact_and_memory_bounded(tmp_path: Path
 
 def test_entries_vanishing_and_appearing_during_the_walk(tmp_path: Path) -> None:
     root = tmp_path / "churn"
-    for d in range(10):
-        (root / f"d{d}").mkdir(parents=True)
-        for f in range(50):
-            (root / f"d{d}" / f"f{f}").write_bytes(b"c" * 10)
+    root.mkdir()
+    make_many_files(root, 500, per_dir=50)  # d0000 .. d0009
     churned = False
 
     def churn(counters: WalkCounters) -> None:
@@ -84,15 +82,15 @@ def test_entries_vanishing_and_appearing_during_the_walk(tmp_path: Path) -> None
         # vanishes, and new entries appear where the walk has already listed.
         churned = True
         for d in range(10):
-            shutil.rmtree(root / f"d{d}")
+            shutil.rmtree(root / f"d{d:04d}")
             (root / f"appeared{d}").write_bytes(b"n" * 7)
-            (root / f"d{d}").mkdir() if d == 9 else None  # one comes back, a new inode
+        (root / "d0009").mkdir()  # one comes back: a new inode under the old name
 
     outcome = walk_volume(str(root), churn, tick_every=1)
     assert churned
     # The first entry was counted as a directory before it vanished; it cannot be opened
-    # (or, if it was d9, is another inode now): skipped. The other vanished ones fail their
-    # lstat: skipped. d9, if stat'ed after it came back, is counted and walked (empty).
+    # (or, if it was d0009, is another inode now): skipped. The other vanished ones fail their
+    # lstat: skipped. d0009, if stat'ed after it came back, is counted and walked (empty).
     # So each of the 10 names is skipped once, plus the one counted directory: 11.
     assert outcome.file_count == 0 and outcome.total_size == 0
     assert outcome.skipped + outcome.directory_count == 11
