@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import zmq
 
+from common.curve import secure_client, secure_server, stop_authenticator
 from common.settings import Settings
 
 # A closing socket may hold unsent messages this long, so shutdown never hangs.
@@ -34,16 +35,25 @@ def prepare(socket: SocketT) -> SocketT:
     return socket
 
 
-def bind(socket: SocketT, endpoint: str) -> SocketT:
-    """Bind, replacing a stale ipc socket file a killed predecessor left behind."""
+def bind(socket: SocketT, endpoint: str, settings: Settings) -> SocketT:
+    """Bind (CurveZMQ server on tcp), replacing a stale ipc socket file left behind."""
     prepare(socket)
+    secure_server(socket, endpoint, settings)
     if endpoint.startswith("ipc://"):
         Path(endpoint.removeprefix("ipc://")).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     socket.bind(endpoint)
     return socket
 
 
-def connect(socket: SocketT, endpoint: str) -> SocketT:
+def connect(socket: SocketT, endpoint: str, settings: Settings) -> SocketT:
+    """Connect (CurveZMQ client on tcp)."""
     prepare(socket)
+    secure_client(socket, endpoint, settings)
     socket.connect(endpoint)
     return socket
+
+
+def term(context: zmq.Context) -> None:  # type: ignore[type-arg]
+    """Terminate a context whose sockets are closed, its ZAP handler first."""
+    stop_authenticator(context)
+    context.term()

@@ -103,6 +103,7 @@ class EngineStatus(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     reachable: bool
     error: str | None = None
+    volumes_dir: str | None = None  # DockerRootDir/volumes: where scans may go by default
 
 
 class StateSnapshot(_Message):
@@ -152,6 +153,7 @@ class ScanJob(_Message):
     method: ScanMethod
     expected_entries: int | None = None  # from the previous scan, for the progress estimate
     attempt: int = 1
+    volumes_dir: str | None = None  # the engine's, for the scanner's confinement check
 
 
 class ScanProgress(_Message):

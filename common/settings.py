@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         0.25, ge=0, validation_alias=_env("VV_VOLUME_UPDATE_INTERVAL")
     )
 
+    # --- exposure
+    api_token: SecretStr | None = Field(None, validation_alias=_env("VV_API_TOKEN"))
+    scan_requests_per_minute: float = Field(
+        60.0, gt=0, validation_alias=_env("VV_SCAN_REQUESTS_PER_MINUTE")
+    )
+    scan_request_burst: int = Field(20, ge=1, validation_alias=_env("VV_SCAN_REQUEST_BURST"))
+
     # --- storage
     data_dir: Path = Field(Path("./data"), validation_alias=_env("VV_DATA_DIR"))
 
@@ -68,6 +75,19 @@ class Settings(BaseSettings):
         1.0, gt=0, validation_alias=_env("VV_HEARTBEAT_INTERVAL")
     )
     heartbeat_liveness: int = Field(3, ge=1, validation_alias=_env("VV_HEARTBEAT_LIVENESS"))
+    # CurveZMQ (Z85 keys, 40 characters): required for tcp:// endpoints.
+    bus_curve_server_public: str | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_SERVER_PUBLIC")
+    )
+    bus_curve_server_secret: SecretStr | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_SERVER_SECRET")
+    )
+    bus_curve_client_public: str | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_CLIENT_PUBLIC")
+    )
+    bus_curve_client_secret: SecretStr | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_CLIENT_SECRET")
+    )
 
     # --- watcher
     docker_host: str | None = Field(None, validation_alias=_env("VV_DOCKER_HOST"))
@@ -88,13 +108,21 @@ class Settings(BaseSettings):
         0.25, ge=0.01, validation_alias=_env("VV_SCAN_PROGRESS_INTERVAL")
     )
     scan_max_attempts: int = Field(3, ge=1, validation_alias=_env("VV_SCAN_MAX_ATTEMPTS"))
+    scan_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("VV_SCAN_ROOTS")
+    )
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "scan_roots", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+            return [item.strip().rstrip("/") or "/" for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("api_token", mode="after")
+    @classmethod
+    def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
 
     # Endpoints default to ipc sockets in the private runtime directory.
     @property

@@ -113,6 +113,7 @@ def scanner(tmp_path: Path, gateway: FakeGateway) -> Iterator[Scanner]:
         "VV_HEARTBEAT_INTERVAL": str(HEARTBEAT),
         "VV_HEARTBEAT_LIVENESS": "3",
         "VV_SCAN_LOAD_THRESHOLD": "100",  # never "busy": these tests are not about load
+        "VV_SCAN_ROOTS": str(tmp_path),  # volumes live here, not in an engine's directory
         "VV_LOG_LEVEL": "DEBUG",
     }
     log_path = tmp_path / "scanner.log"
@@ -323,6 +324,7 @@ def test_busy_host_throttles_the_walk_and_idle_host_announces_ready(
         bus_jobs_endpoint=f"ipc://{tmp_path}/jobs",
         runtime_dir=tmp_path / "run",
         heartbeat_interval_seconds=HEARTBEAT,
+        scan_roots=[str(tmp_path)],
     )
     load = SwitchableLoad()
     worker = ScanWorker(settings, load=load)
@@ -372,3 +374,31 @@ def test_busy_host_throttles_the_walk_and_idle_host_announces_ready(
         worker.request_stop()
         thread.join(TIMEOUT)
     assert not thread.is_alive()
+
+
+def test_engine_reported_mountpoints_outside_the_volumes_dir_are_refused(
+    tmp_path: Path, gateway: FakeGateway, scanner: Scanner
+) -> None:
+    """Whatever the engine says the mountpoint is, the worker scans only below VV_SCAN_ROOTS."""
+    worker, _ = gateway.wait_for(is_ready_heartbeat, "ready heartbeat")
+    gateway.talk_to.add(worker)
+    hostile = ["/", "/etc", f"{tmp_path}/../..", str(tmp_path), f"{tmp_path}/x/../../etc"]
+    for index, path in enumerate(hostile):
+        for method in ("native", "du"):
+            scan_id = f"hostile-{index}-{method}"
+            gateway.wait_for(is_ready_heartbeat, "ready", start=len(gateway.received))
+            gateway.send(
+                worker,
+                ScanJob(
+                    scan_id=scan_id,
+                    volume_id="evil",
+                    mountpoint=path,
+                    method=method,
+                    volumes_dir="/",  # an engine's word cannot widen VV_SCAN_ROOTS
+                ),
+            )
+            _, done = gateway.wait_for(finished(scan_id), f"outcome of {path}")
+            assert isinstance(done, ScanFinished) and done.result is None, path
+            assert done.failure is not None and done.failure.code == "SCAN_PATH_ERROR", path
+            gateway.send(worker, ScanAck(scan_id=scan_id))
+    assert "scan root opened" not in scanner.log()

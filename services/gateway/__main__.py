@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from common.curve import require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
 from services.gateway.app import create_app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def hypercorn_config(host: str, port: int, max_frame_bytes: int) -> Config:
@@ -25,10 +36,16 @@ def hypercorn_config(host: str, port: int, max_frame_bytes: int) -> Config:
 async def main() -> None:
     settings = get_settings()
     log = setup_logging("gateway", settings.log_level)
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+    require_safe_bus(
+        settings,
+        serves=[settings.jobs_endpoint],
+        connects=[settings.state_endpoint, settings.snapshot_endpoint],
+    )
+    if not is_loopback(settings.host) and settings.api_token is None:
         log.warning(
-            "listening on non-loopback address host=%s: anyone who reaches it can read "
-            "every volume's metadata",
+            "SECURITY WARNING: listening on non-loopback address host=%s without "
+            "VV_API_TOKEN: anyone who reaches it can list every volume and start scans; "
+            "set VV_API_TOKEN or bind 127.0.0.1",
             settings.host,
         )
     app = create_app(settings)

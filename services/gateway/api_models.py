@@ -6,12 +6,15 @@ fields the dashboard reads.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.messages import ScanErrorCode, ScanMethod
+
+_RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 SORT_FIELDS = ("name", "driver", "created_at", "size_bytes", "attachments_count", "last_scan_at")
 SortField = Literal[
@@ -115,6 +118,14 @@ class VolumeListQuery(BaseModel):
         parse_sort(value)
         return value
 
+    @field_validator("created_after", "created_before", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value: object) -> object:
+        # pydantic would take a bare number as a Unix time; the contract says RFC 3339.
+        if isinstance(value, str) and not _RFC3339_START.match(value):
+            raise ValueError("must be RFC 3339 (e.g. 2024-01-15T12:00:00Z)")
+        return value
+
     @field_validator("created_after", "created_before")
     @classmethod
     def _needs_zone(cls, value: datetime | None) -> datetime | None:
@@ -177,13 +188,13 @@ class ProbeOut(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     async_: bool = Field(False, alias="async")
     method: ScanMethod = "native"
 
 
 class BulkScanRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     volume_ids: list[str] | None = Field(None, max_length=10_000)
     all: bool = False
     method: ScanMethod = "native"

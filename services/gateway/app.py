@@ -1,20 +1,23 @@
-"""The Quart application: blueprints, schemas/OpenAPI, CORS, errors, request ids."""
+"""The Quart application: blueprints, schemas/OpenAPI, CORS, errors, auth, security headers."""
 
 from __future__ import annotations
 
-import re
-import uuid
-
-from quart import Quart, Response, g, request
+from quart import Quart
 from quart_cors import cors
 from quart_schema import Info, QuartSchema
 
 from common.settings import Settings
 from services.gateway import health_api, scans_api, volumes_api, ws_api
+from services.gateway.auth import install_auth
 from services.gateway.errors import install_error_handlers
+from services.gateway.openapi_doc import (
+    API_DOCS_PATH,
+    OPENAPI_PATH,
+    SECURITY_SCHEMES,
+    VolumeVizOpenAPIProvider,
+)
 from services.gateway.runtime import GatewayRuntime
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+from services.gateway.security_headers import install_security_headers
 
 
 def create_app(settings: Settings) -> Quart:
@@ -23,11 +26,14 @@ def create_app(settings: Settings) -> Quart:
     app.config["JSON_SORT_KEYS"] = False
     QuartSchema(
         app,
-        openapi_path="/api/v1/openapi.json",
-        swagger_ui_path="/api/v1/docs",
+        openapi_path=OPENAPI_PATH,
+        swagger_ui_path=API_DOCS_PATH,
         redoc_ui_path=None,
         scalar_ui_path=None,
         info=Info(title="VolumeViz backend", version=health_api.VERSION),
+        openapi_provider_class=VolumeVizOpenAPIProvider,
+        security_schemes=SECURITY_SCHEMES,
+        security=[{"bearer": []}] if settings.api_token is not None else None,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     state = GatewayRuntime(settings)
@@ -41,6 +47,8 @@ def create_app(settings: Settings) -> Quart:
     ):
         app.register_blueprint(blueprint)
     install_error_handlers(app)
+    install_security_headers(app, API_DOCS_PATH)  # first: the request id is in every answer
+    install_auth(app, settings)
     cors(
         app,
         allow_origin=settings.allowed_origins,
@@ -49,16 +57,6 @@ def create_app(settings: Settings) -> Quart:
         expose_headers=["X-Request-ID"],
         max_age=600,
     )
-
-    @app.before_request
-    async def _assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-
-    @app.after_request
-    async def _echo_request_id(response: Response) -> Response:
-        response.headers["X-Request-ID"] = getattr(g, "request_id", "")
-        return response
 
     @app.before_serving
     async def _start() -> None:

@@ -102,6 +102,7 @@ class VolumeCatalog:
         self._ordered: list[VolumeView] = []
         self._listeners: list[ChangeListener] = []
         self.has_state = False
+        self.engine_volumes_dir: str | None = None  # last the watcher reported; for scans
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)

@@ -17,6 +17,7 @@ from common import bus
 from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.catalog import VolumeCatalog
+from services.gateway.rate_limit import ClientRateLimiter
 from services.gateway.scan_broker import ScanBroker
 from services.gateway.scans import ScanCoordinator
 from services.gateway.state_client import StateClient
@@ -43,6 +44,9 @@ class GatewayRuntime:
         self.store = Store(settings.database_path)
         self.broker = ScanBroker(settings, self.context, self.instance)
         self.scans = ScanCoordinator(settings, self.catalog, self.store, self.broker, self.hub)
+        self.scan_limiter = ClientRateLimiter(
+            settings.scan_requests_per_minute / 60, settings.scan_request_burst
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -72,7 +76,7 @@ class GatewayRuntime:
         self.state.close()
         self.broker.close()
         await self.store.close()
-        self.context.term()
+        bus.term(self.context)
         log.info("stopped instance=%s", self.instance)
 
 

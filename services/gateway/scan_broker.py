@@ -65,7 +65,7 @@ class ScanBroker:
 
     def start(self) -> list[asyncio.Task[None]]:
         self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker keeps its id
-        bus.bind(self._socket, self.settings.jobs_endpoint)
+        bus.bind(self._socket, self.settings.jobs_endpoint, self.settings)
         return [
             start_essential(self._receive_loop(), "broker-receive"),
             start_essential(self._heartbeat_loop(), "broker-heartbeat"),

@@ -224,6 +224,7 @@ class ScanCoordinator:
                         if previous and previous.method == "native"
                         else None,
                         attempt=job.row.attempts,
+                        volumes_dir=self.catalog.engine_volumes_dir,
                     ),
                 )
                 await self.store.mark_running(job.row.scan_id, job.row.started_at, job.row.attempts)

@@ -7,13 +7,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from quart import Blueprint, request
-from quart_schema import validate_response
+from quart_schema import document_request, validate_response
 
 from common.messages import ScanMethod, utc_now
 from services.gateway.api_models import (
     BulkScanOut,
     BulkScanRequest,
-    ErrorBody,
     RefreshRequest,
     ScanAcceptedOut,
     ScanJobOut,
@@ -22,6 +21,7 @@ from services.gateway.api_models import (
 )
 from services.gateway.catalog import result_json
 from services.gateway.errors import ApiError
+from services.gateway.openapi_doc import document_errors
 from services.gateway.runtime import runtime
 from services.gateway.scan_methods import scan_methods
 from services.gateway.scans import ERROR_STATUS, Job, job_json
@@ -57,6 +57,20 @@ def _validated(model: type[ModelT], body: dict[str, Any]) -> ModelT:
         first = error.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise ApiError(400, "INVALID_REQUEST", f"invalid {where}: {first['msg']}") from None
+
+
+def limit_scan_requests() -> None:
+    """429 with Retry-After for a client past its share of scan-starting requests."""
+    client = request.remote_addr or "unknown"
+    wait = runtime().scan_limiter.retry_after(client)
+    if wait:
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            f"too many scan requests; retry in {wait} s",
+            details={"retry_after_seconds": wait},
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def accepted(job: Job) -> tuple[dict[str, Any], int]:
@@ -95,10 +109,14 @@ async def scan_and_wait(volume_id: str, method: ScanMethod) -> tuple[dict[str, A
     return accepted(job)
 
 
+# Errors of a route that may scan: bad id, unknown volume, rate limit, and the scan's own.
+SCAN_ERRORS = (400, 403, 404, 422, 429, 500, 502, 503, 504)
+
+
 @blueprint.get("/volumes/<volume_id>/size")
 @validate_response(ScanResponseOut, 200)
 @validate_response(ScanAcceptedOut, 202)
-@validate_response(ErrorBody, 404)
+@document_errors(*SCAN_ERRORS)
 async def volume_size(volume_id: str) -> tuple[dict[str, Any], int]:
     state = runtime()
     find_volume(volume_id)
@@ -111,25 +129,31 @@ async def volume_size(volume_id: str) -> tuple[dict[str, Any], int]:
                 "cached": True,
                 "result": result_json(latest, cache_hit=True),
             }, 200
+    limit_scan_requests()
     return await scan_and_wait(volume_id, "native")
 
 
 @blueprint.post("/volumes/<volume_id>/size/refresh")
+@document_request(RefreshRequest)
 @validate_response(ScanResponseOut, 200)
 @validate_response(ScanAcceptedOut, 202)
-@validate_response(ErrorBody, 400)
+@document_errors(*SCAN_ERRORS, 413)
 async def refresh_volume_size(volume_id: str) -> tuple[dict[str, Any], int]:
+    """Always a new scan; the body is optional (empty means the defaults)."""
     find_volume(volume_id)
     body = _validated(RefreshRequest, await _optional_json_body())
+    limit_scan_requests()
     if body.async_:
         return accepted(await runtime().scans.request(volume_id, body.method))
     return await scan_and_wait(volume_id, body.method)
 
 
 @blueprint.post("/volumes/bulk-scan")
+@document_request(BulkScanRequest)
 @validate_response(BulkScanOut, 202)
-@validate_response(ErrorBody, 400)
+@document_errors(400, 404, 413, 429, 503)
 async def bulk_scan() -> tuple[dict[str, Any], int]:
+    """Scan a list of volumes, or all of them; always asynchronous."""
     state = runtime()
     body = _validated(BulkScanRequest, await _optional_json_body())
     if body.all == (body.volume_ids is not None):
@@ -137,6 +161,7 @@ async def bulk_scan() -> tuple[dict[str, Any], int]:
     names = state.catalog.names() if body.all else list(dict.fromkeys(body.volume_ids or []))
     for name in names:
         find_volume(name)  # all or nothing: an unknown id fails the whole request
+    limit_scan_requests()
     scan_ids = {}
     for name in names:
         job = await state.scans.request(name, body.method)
@@ -147,7 +172,7 @@ async def bulk_scan() -> tuple[dict[str, Any], int]:
 @blueprint.get("/scans/<scan_id>")
 @blueprint.get("/scans/<scan_id>/status")
 @validate_response(ScanJobOut, 200)
-@validate_response(ErrorBody, 404)
+@document_errors(404)
 async def scan_status(scan_id: str) -> dict[str, Any]:
     found = await runtime().scans.get(scan_id) if len(scan_id) <= 64 else None
     if found is None:

@@ -55,8 +55,8 @@ class StateClient:
 
     def start(self) -> list[asyncio.Task[None]]:
         self._subscriber.setsockopt(zmq.SUBSCRIBE, b"")
-        bus.connect(self._subscriber, self.settings.state_endpoint)
-        bus.connect(self._snapshots, self.settings.snapshot_endpoint)
+        bus.connect(self._subscriber, self.settings.state_endpoint, self.settings)
+        bus.connect(self._snapshots, self.settings.snapshot_endpoint, self.settings)
         return [
             start_essential(self._read_updates(), "state-updates"),
             start_essential(self._read_snapshots(), "state-snapshots"),
@@ -91,6 +91,8 @@ class StateClient:
                 "watcher epoch=%s seq=%d (was epoch=%s)", snapshot.epoch, snapshot.seq, self.epoch
             )
         self.epoch, self.seq, self.engine = snapshot.epoch, snapshot.seq, snapshot.engine
+        if snapshot.engine.volumes_dir is not None:
+            self.catalog.engine_volumes_dir = snapshot.engine.volumes_dir
         changed = self.catalog.replace_volumes(snapshot.volumes)
         self.first_state.set()
         log.debug(

@@ -1,7 +1,14 @@
-"""Volume routes: listing, one volume, its attachments, the orphaned report."""
+"""Volume routes: listing, one volume, its attachments, the orphaned report.
+
+A volume id in a path is checked before it is looked up: an id that could never be a
+volume name (empty, `.`/`..`, a path separator, a control or format character such as NUL,
+a newline or a bidi override, or over 255 bytes) is a 400, so nothing hostile reaches a
+lookup, a log line or a scan. Everything else is looked up exactly; unknown ids are a 404.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from quart import Blueprint
@@ -9,40 +16,81 @@ from quart_schema import validate_querystring, validate_response
 
 from services.gateway.api_models import (
     AttachmentListOut,
-    ErrorBody,
+    OrphanedReportOut,
+    SortKey,
     VolumeDetailOut,
     VolumeListOut,
     VolumeListQuery,
 )
 from services.gateway.catalog import VolumeView
-from services.gateway.errors import volume_not_found
-from services.gateway.listing import list_page
+from services.gateway.errors import ApiError, volume_not_found
+from services.gateway.listing import filter_views, list_page
+from services.gateway.openapi_doc import document_errors
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("volumes", __name__, url_prefix="/api/v1")
 
-VOLUME_ID_MAX_LENGTH = 255
+VOLUME_ID_MAX_BYTES = 255
+ORPHANED_SORT = [
+    SortKey(field="size_bytes", direction="desc"),
+    SortKey(field="name", direction="asc"),
+]
+
+
+def volume_id_problem(volume_id: str) -> str | None:
+    """Why `volume_id` cannot name a volume, or None when it may."""
+    if len(volume_id.encode(errors="surrogatepass")) > VOLUME_ID_MAX_BYTES:
+        return f"longer than {VOLUME_ID_MAX_BYTES} bytes"
+    if volume_id in ("", ".", ".."):
+        return "empty, '.' or '..'"
+    if "/" in volume_id or "\\" in volume_id:
+        return "contains a path separator"
+    if any(unicodedata.category(char).startswith("C") for char in volume_id):
+        return "contains a control or format character"
+    return None
 
 
 def find_volume(volume_id: str) -> VolumeView:
-    view = runtime().catalog.get(volume_id) if len(volume_id) <= VOLUME_ID_MAX_LENGTH else None
+    problem = volume_id_problem(volume_id)
+    if problem is not None:
+        raise ApiError(
+            400,
+            "INVALID_REQUEST",
+            f"invalid volume id: {problem}",
+            details={"errors": [{"loc": ["path", "volume_id"], "msg": problem}]},
+        )
+    view = runtime().catalog.get(volume_id)
     if view is None:
-        raise volume_not_found(volume_id[:VOLUME_ID_MAX_LENGTH])
+        raise volume_not_found(volume_id)
     return view
 
 
 @blueprint.get("/volumes")
 @validate_querystring(VolumeListQuery)
 @validate_response(VolumeListOut, 200)
-@validate_response(ErrorBody, 400)
+@document_errors(400)
 async def list_volumes(query_args: VolumeListQuery) -> dict[str, Any]:
     page, envelope = list_page(runtime().catalog.views(), query_args)
     return {"data": [view.json for view in page], **envelope}
 
 
+@blueprint.get("/reports/orphaned")
+@validate_querystring(VolumeListQuery)
+@validate_response(OrphanedReportOut, 200)
+@document_errors(400)
+async def orphaned_report(query_args: VolumeListQuery) -> dict[str, Any]:
+    """Orphaned volumes, largest first, paged like /volumes; `total_size_bytes` is reclaimable."""
+    query = query_args.model_copy(update={"orphaned": True})
+    keys = None if "sort" in query_args.model_fields_set else ORPHANED_SORT
+    views = runtime().catalog.views()
+    page, envelope = list_page(views, query, keys)
+    reclaimable = sum(view.result.total_size for view in filter_views(views, query) if view.result)
+    return {"data": [view.json for view in page], **envelope, "total_size_bytes": reclaimable}
+
+
 @blueprint.get("/volumes/<volume_id>/attachments")
 @validate_response(AttachmentListOut, 200)
-@validate_response(ErrorBody, 404)
+@document_errors(400, 404)
 async def volume_attachments(volume_id: str) -> dict[str, Any]:
     view = find_volume(volume_id)
     data = [attachment.model_dump() for attachment in view.record.attachments]
@@ -51,6 +99,6 @@ async def volume_attachments(volume_id: str) -> dict[str, Any]:
 
 @blueprint.get("/volumes/<volume_id>")
 @validate_response(VolumeDetailOut, 200)
-@validate_response(ErrorBody, 404)
+@document_errors(400, 404)
 async def get_volume(volume_id: str) -> dict[str, Any]:
     return find_volume(volume_id).detail_json()

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 from quart import Blueprint, Response, websocket
 from quart_cors import cors_exempt
 
+from services.gateway.auth import offered_protocols, selected_protocol
 from services.gateway.errors import error_response
+from services.gateway.rate_limit import TokenBucket
 from services.gateway.runtime import runtime
 from services.gateway.ws_hub import WsClient, envelope
 
@@ -23,6 +25,7 @@ blueprint = Blueprint("ws", __name__)
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 MAX_NESTING = 32
+CLOSE_TIMEOUT_SECONDS = 1.0
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
@@ -57,24 +60,15 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
-class _RateLimit:
-    """Token bucket: a flooding client is told once a second, its messages dropped."""
+class _MessageLimit:
+    """A flooding client's extra messages are dropped; it is told at most once a second."""
 
     def __init__(self, per_second: float) -> None:
-        self.rate = per_second
-        self.capacity = per_second * 2
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self.bucket = TokenBucket(per_second, per_second * 2)
         self.last_warned = 0.0
 
     def allow(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+        return self.bucket.take() == 0
 
     def should_warn(self) -> bool:
         now = time.monotonic()
@@ -110,6 +104,14 @@ def answer(raw: str | bytes, max_bytes: int) -> str | None:
     return _error("UNKNOWN_TYPE", f"unknown message type {kind[:64]!r}; known: ping")
 
 
+async def _cancel(*tasks: asyncio.Task[object]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
+
+
 async def _send_loop(client: WsClient) -> None:
     while True:
         text = await client.queue.get()
@@ -119,7 +121,7 @@ async def _send_loop(client: WsClient) -> None:
 async def _receive_loop(client: WsClient) -> str:
     """Returns why the connection should end."""
     settings = runtime().settings
-    limit = _RateLimit(settings.ws_client_messages_per_second)
+    limit = _MessageLimit(settings.ws_client_messages_per_second)
     while True:
         try:
             raw = await asyncio.wait_for(websocket.receive(), settings.ws_idle_timeout_seconds)
@@ -152,12 +154,13 @@ async def volume_events() -> Response | None:
         websocket.headers.get("Host"),
         state.settings.allowed_origins,
     ):
-        log.warning("ws refused origin=%s", websocket.headers.get("Origin"))
+        log.warning("ws refused origin=%r", websocket.headers.get("Origin"))
         return error_response(403, "ORIGIN_NOT_ALLOWED", "WebSocket origin not allowed")
     resume_after = _resume_after(websocket.args.get("resume_after"))
     if resume_after is None:
         return error_response(400, "INVALID_REQUEST", "resume_after must be an integer >= 0")
-    await websocket.accept()
+    protocols = offered_protocols(websocket.headers.get("Sec-WebSocket-Protocol"))
+    await websocket.accept(subprotocol=selected_protocol(protocols))
     client = state.hub.register(f"{websocket.remote_addr}")
     live_from = state.hub.last_event_id  # later events reach the client's queue
     # Current list first, then missed terminal events; live ones wait in the client's queue.
@@ -174,17 +177,20 @@ async def volume_events() -> Response | None:
         done, _ = await asyncio.wait(
             {receiver, sender, overflow}, return_when=asyncio.FIRST_COMPLETED
         )
+        close: tuple[int, str] | None = None
         if receiver in done and not receiver.cancelled() and receiver.exception() is None:
-            reason = receiver.result()
-            await websocket.close(CLOSE_NORMAL, "idle timeout")
+            reason, close = receiver.result(), (CLOSE_NORMAL, "idle timeout")
         elif overflow in done:
-            reason = "too slow"
-            await websocket.close(CLOSE_POLICY, "client too slow")
+            reason, close = "too slow", (CLOSE_POLICY, "client too slow")
+        # First stop the sender: it may be stuck in a send the client never reads, holding
+        # the connection's send lock that the close frame needs.
+        await _cancel(receiver, sender, overflow)
+        if close is not None:
+            # A client that reads nothing never takes the close frame either: give up on
+            # it after a moment. Its queue is gone; what remains is the socket's buffers.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(websocket.close(*close), CLOSE_TIMEOUT_SECONDS)
     finally:
-        for task in (receiver, sender, overflow):
-            task.cancel()
-        for task in (receiver, sender, overflow):
-            with contextlib.suppress(BaseException):
-                await task
+        await _cancel(receiver, sender, overflow)
         state.hub.unregister(client, reason)
     return None

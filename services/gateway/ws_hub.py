@@ -77,7 +77,8 @@ class WsHub:
 
     def broadcast(self, text: str) -> None:
         for client in list(self.clients):
-            if not client.offer(text):
+            already = client.overflowed.is_set()
+            if not client.offer(text) and not already:  # one line per dropped client
                 log.warning("ws client too slow, dropping client=%d", client.id)
 
     def broadcast_event(

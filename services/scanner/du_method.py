@@ -50,7 +50,7 @@ def _failure(root: str, stderr: str, returncode: int) -> ScanError:
 
 
 def du_scan(
-    root: str,
+    root: str | int,
     *,
     is_busy: Callable[[], bool] = lambda: False,
     on_poll: Callable[[bool], None] | None = None,
@@ -58,17 +58,26 @@ def du_scan(
 ) -> DuOutcome:
     """Run du on `root`, pausing it while `is_busy()`; `on_poll(throttled)` runs each poll.
 
+    An int root is an open directory descriptor (see confine.py): du inherits it and
+    measures `/proc/self/fd/N` with -D (dereference that one argument), never the path.
+
     An exception raised by `on_poll` kills du and propagates (that is how to cancel).
     """
     started = time.monotonic_ns()
-    check_root(root)  # the same root rules and error codes as the native walk
-    fs_type = filesystem_type(root)
+    inherited: tuple[int, ...] = ()
+    if isinstance(root, int):
+        target, extra, inherited = f"/proc/self/fd/{root}", ["-D"], (root,)
+    else:
+        check_root(root)  # the same root rules and error codes as the native walk
+        target, extra = root, []
+    fs_type = filesystem_type(target)
     executable = shutil.which(DU)
     if executable is None:
         raise ScanError("SCAN_FAILED", "du is not installed on this host")
     # `--` so a root starting with "-" is never an option; C locale for stable messages.
     process = subprocess.Popen(
-        [executable, "-s", "-x", "-B1", "--", root],
+        [executable, "-s", "-x", "-B1", *extra, "--", target],
+        pass_fds=inherited,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -98,7 +107,7 @@ def du_scan(
     err = stderr.decode(errors="replace")
     first = out.split("\t", 1)[0].strip()
     if not first.isdigit():
-        raise _failure(root, err, process.returncode)
+        raise _failure(target, err, process.returncode)
     # du exits 1 but still prints the total when some entries could not be read.
     skipped = sum(1 for line in err.splitlines() if line.startswith("du: cannot"))
     return DuOutcome(

@@ -17,7 +17,7 @@ import uuid
 import zmq
 from pydantic import ValidationError
 
-from common.bus import connect
+from common.bus import connect, term
 from common.messages import BusMessage, ScanFinished, ScanProgress, WorkerHeartbeat, decode, encode
 from common.settings import Settings
 
@@ -52,7 +52,7 @@ class GatewayLink:
             self._socket.close()  # common.bus set a short linger, so this never hangs
             self._socket = None
         if self._context is not None:
-            self._context.term()
+            term(self._context)
             self._context = None
 
     def _connect(self) -> None:
@@ -60,7 +60,7 @@ class GatewayLink:
         sock = self._context.socket(zmq.DEALER)
         sock.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
         sock.setsockopt(zmq.SNDHWM, SEND_HWM)
-        self._socket = connect(sock, self.settings.jobs_endpoint)
+        self._socket = connect(sock, self.settings.jobs_endpoint, self.settings)
         self._last_heard = time.monotonic()  # a new connection gets a full liveness window
 
     def send(self, message: WorkerHeartbeat | ScanProgress | ScanFinished) -> None:

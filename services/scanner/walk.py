@@ -67,8 +67,19 @@ class WalkOutcome:
     duration_ns: int
 
 
-def _open_root(root: str, flags: int) -> tuple[int, int, os.stat_result]:
-    """Open the root and prove it is the directory check_root saw; returns (fd, flags, st)."""
+def _open_root(root: str | int, flags: int) -> tuple[int, int, os.stat_result]:
+    """Open the root and prove it is the directory check_root saw; returns (fd, flags, st).
+
+    An int root is a directory descriptor already opened safely (see confine.py): the walk
+    uses its own duplicate and leaves the caller's open.
+    """
+    if isinstance(root, int):
+        fd = os.dup(root)
+        info = os.fstat(fd)
+        if (info.st_mode & _S_IFMT) != _S_IFDIR:
+            os.close(fd)
+            raise ScanError("SCAN_PATH_ERROR", "the scan root is not a directory")
+        return fd, flags, info
     seen = check_root(root)
     try:
         try:
@@ -88,13 +99,14 @@ def _open_root(root: str, flags: int) -> tuple[int, int, os.stat_result]:
 
 
 def walk_volume(
-    root: str,
+    root: str | int,
     on_tick: Callable[[WalkCounters], None] | None = None,
     *,
     tick_every: int = TICK_EVERY_ENTRIES,
     max_open_dirs: int = MAX_OPEN_DIRS,
 ) -> WalkOutcome:
-    """Measure the tree at `root`; raises ScanError when the root itself cannot be scanned.
+    """Measure the tree at `root` (a path, or an open directory descriptor); raises
+    ScanError when the root itself cannot be scanned.
 
     `on_tick` runs about every `tick_every` entries; an exception it raises aborts the walk
     (all descriptors are closed) and propagates, which is how a caller cancels.
@@ -103,7 +115,7 @@ def walk_volume(
     if max_open_dirs < 1:
         raise ValueError("max_open_dirs must be at least 1")
     started = time.monotonic_ns()
-    fs_type = filesystem_type(root)
+    fs_type = filesystem_type(root if isinstance(root, str) else f"/proc/self/fd/{root}")
     root_fd, flags, root_info = _open_root(root, _DIR_FLAGS | _NOATIME)
     dev = root_info.st_dev
     counters = WalkCounters()

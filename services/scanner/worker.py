@@ -25,14 +25,13 @@ from common.messages import (
     ScanProgress,
     ScanResultData,
     WorkerHeartbeat,
-    utc_now,
 )
 from common.settings import Settings
-from services.scanner.du_method import du_scan
 from services.scanner.errors import ScanError
 from services.scanner.link import GatewayLink
 from services.scanner.load import HostLoad
-from services.scanner.walk import WalkCounters, walk_volume
+from services.scanner.measure import measure
+from services.scanner.walk import WalkCounters
 
 log = logging.getLogger(__name__)
 
@@ -253,34 +252,12 @@ class ScanWorker:
         self._service()
 
     def _measure(self, job: ScanJob) -> ScanResultData:
-        if job.method == "native":
-            walked = walk_volume(job.mountpoint, self._on_walk_tick)
-            return ScanResultData(
-                volume_id=job.volume_id,
-                total_size=walked.total_size,
-                disk_usage=walked.disk_usage,
-                file_count=walked.file_count,
-                directory_count=walked.directory_count,
-                largest_file=walked.largest_file,
-                skipped=walked.skipped,
-                scanned_at=utc_now(),
-                method="native",
-                duration=walked.duration_ns,
-                filesystem_type=walked.filesystem_type,
-            )
-        measured = du_scan(job.mountpoint, is_busy=self._load.busy, on_poll=self._on_du_poll)
-        return ScanResultData(
-            volume_id=job.volume_id,
-            total_size=measured.disk_usage,  # du knows only allocated bytes
-            disk_usage=measured.disk_usage,
-            file_count=0,
-            directory_count=0,
-            largest_file=0,
-            skipped=measured.skipped,
-            scanned_at=utc_now(),
-            method="du",
-            duration=measured.duration_ns,
-            filesystem_type=measured.filesystem_type,
+        return measure(
+            job,
+            self.settings.scan_roots,
+            on_walk_tick=self._on_walk_tick,
+            is_busy=self._load.busy,
+            on_du_poll=self._on_du_poll,
         )
 
     def _on_walk_tick(self, counters: WalkCounters) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from common.curve import require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
 from services.watcher.watcher import Watcher
@@ -13,6 +14,7 @@ from services.watcher.watcher import Watcher
 async def main() -> None:
     settings = get_settings()
     setup_logging("watcher", settings.log_level)
+    require_safe_bus(settings, serves=[settings.state_endpoint, settings.snapshot_endpoint])
     watcher = Watcher(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -55,6 +55,12 @@ def _attachments_by_volume(containers: list[dict[str, Any]]) -> dict[str, list[A
     return by_volume
 
 
+def engine_volumes_dir(api: docker.APIClient) -> str | None:
+    """Where the engine keeps local volumes (`DockerRootDir/volumes`), if it says."""
+    root = (api.info() or {}).get("DockerRootDir")
+    return f"{str(root).rstrip('/')}/volumes" if root else None
+
+
 def read_volume_records(api: docker.APIClient) -> tuple[VolumeRecord, ...]:
     """One consistent-enough view: volumes, then every container (running or not)."""
     volumes = (api.volumes() or {}).get("Volumes") or []

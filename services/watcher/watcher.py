@@ -31,7 +31,7 @@ from common.messages import (
 )
 from common.settings import Settings
 from common.tasks import start_essential
-from services.watcher.docker_state import make_api_client, read_volume_records
+from services.watcher.docker_state import engine_volumes_dir, make_api_client, read_volume_records
 
 log = logging.getLogger("watcher")
 
@@ -47,6 +47,7 @@ class Watcher:
         self.seq = 0
         self.volumes: tuple[VolumeRecord, ...] = ()
         self.engine = EngineStatus(reachable=False, error="not polled yet")
+        self._volumes_dir: str | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._context = zmq.asyncio.Context()
@@ -57,9 +58,11 @@ class Watcher:
 
     async def startup(self) -> None:
         bus.ensure_runtime_dir(self.settings)
-        self._publisher = bus.bind(self._context.socket(zmq.PUB), self.settings.state_endpoint)
+        self._publisher = bus.bind(
+            self._context.socket(zmq.PUB), self.settings.state_endpoint, self.settings
+        )
         self._snapshots = bus.bind(
-            self._context.socket(zmq.ROUTER), self.settings.snapshot_endpoint
+            self._context.socket(zmq.ROUTER), self.settings.snapshot_endpoint, self.settings
         )
         log.info(
             "started epoch=%s state=%s snapshot=%s",
@@ -93,7 +96,7 @@ class Watcher:
         for socket in (self._publisher, self._snapshots):
             if socket is not None:
                 socket.close()
-        self._context.term()
+        bus.term(self._context)
         log.info("stopped epoch=%s seq=%d", self.epoch, self.seq)
 
     # --- state ----------------------------------------------------------------------
@@ -127,6 +130,8 @@ class Watcher:
             try:
                 if api is None:  # creating one asks the engine its API version
                     api = await asyncio.to_thread(make_api_client, self.settings)
+                if self._volumes_dir is None:  # once: it does not change while we run
+                    self._volumes_dir = await asyncio.to_thread(engine_volumes_dir, api)
                 volumes = await asyncio.to_thread(read_volume_records, api)
             except Exception as error:  # engine down or answering garbage: retry, never crash
                 api = None
@@ -136,7 +141,8 @@ class Watcher:
                 wait = backoff
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             else:
-                await self._publish_if_changed(volumes, EngineStatus(reachable=True))
+                engine = EngineStatus(reachable=True, volumes_dir=self._volumes_dir)
+                await self._publish_if_changed(volumes, engine)
                 backoff = wait = self.settings.poll_interval_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)

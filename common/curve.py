@@ -1,0 +1,154 @@
+"""CurveZMQ for the bus when it leaves the machine's private ipc directory.
+
+`ipc://` sockets live in `VV_RUNTIME_DIR` (mode 0700, ours), so only the service user can
+reach them. A `tcp://` endpoint can be reached by anyone on the network, so it is encrypted
+and authenticated with CurveZMQ or not opened at all:
+
+* a binding service (the server: watcher, gateway's job ROUTER) needs
+  `VV_BUS_CURVE_SERVER_PUBLIC`, `VV_BUS_CURVE_SERVER_SECRET` and `VV_BUS_CURVE_CLIENT_PUBLIC`;
+* a connecting service (the client: gateway's subscribers, scanner workers) needs
+  `VV_BUS_CURVE_SERVER_PUBLIC`, `VV_BUS_CURVE_CLIENT_PUBLIC` and `VV_BUS_CURVE_CLIENT_SECRET`.
+
+A ZAP handler (pyzmq's ThreadAuthenticator, one per context) admits only the one client
+public key; a peer without keys, or with any other key, never completes the handshake.
+Keys are Z85 (40 characters): `python -m common.curve` prints a fresh set.
+Any other transport than ipc, inproc and tcp is refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Sequence
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+
+from common.settings import Settings
+
+log = logging.getLogger("bus.curve")
+
+ZAP_DOMAIN = "volumeviz"
+SERVER_KEYS = ("server_public", "server_secret", "client_public")
+CLIENT_KEYS = ("server_public", "client_public", "client_secret")
+LOCAL_SCHEMES = ("ipc://", "inproc://")
+
+_authenticators: dict[int, ThreadAuthenticator] = {}
+
+
+class BusSecurityError(RuntimeError):
+    """The bus cannot be opened safely with these settings: the service must not start."""
+
+
+def _key(settings: Settings, name: str) -> bytes | None:
+    value = getattr(settings, f"bus_curve_{name}")
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else value.get_secret_value()
+    key = text.strip().encode()
+    try:
+        if len(key) != 40 or len(z85.decode(key)) != 32:
+            raise ValueError
+    except ValueError:
+        raise BusSecurityError(
+            f"VV_BUS_CURVE_{name.upper()} is not a Z85 CurveZMQ key (40 characters)"
+        ) from None
+    return key
+
+
+def _required(settings: Settings, endpoint: str, names: tuple[str, ...]) -> list[bytes]:
+    keys = {name: _key(settings, name) for name in names}
+    missing = [f"VV_BUS_CURVE_{name.upper()}" for name, key in keys.items() if key is None]
+    if missing:
+        raise BusSecurityError(
+            f"refusing to open {endpoint} without CurveZMQ keys: set {', '.join(missing)} "
+            "(python -m common.curve prints a set), or use ipc:// endpoints"
+        )
+    return [key for key in keys.values() if key is not None]
+
+
+class _KnownClient:
+    """ZAP credentials provider: only the configured client key gets in."""
+
+    def __init__(self, client_public: bytes) -> None:
+        self.client_public = client_public
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        allowed = hmac.compare_digest(key, self.client_public)
+        if not allowed:
+            log.warning("bus peer refused: unknown CurveZMQ key domain=%s", domain)
+        return allowed
+
+
+def _authenticator(context: zmq.Context[zmq.Socket[bytes]], client_public: bytes) -> None:
+    if id(context) in _authenticators:
+        return
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=_KnownClient(client_public))
+    _authenticators[id(context)] = auth
+
+
+def _check_scheme(endpoint: str) -> bool:
+    """True for a tcp endpoint; False for a local one; refuses anything else."""
+    if endpoint.startswith(LOCAL_SCHEMES):
+        return False
+    if endpoint.startswith("tcp://"):
+        return True
+    raise BusSecurityError(f"refusing bus endpoint {endpoint}: only ipc://, inproc://, tcp://")
+
+
+def secure_server(socket: zmq.Socket[bytes], endpoint: str, settings: Settings) -> None:
+    """Make a binding socket a CurveZMQ server admitting only the client key (tcp only)."""
+    if not _check_scheme(endpoint):
+        return
+    server_public, server_secret, client_public = _required(settings, endpoint, SERVER_KEYS)
+    _authenticator(socket.context, client_public)
+    socket.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+    socket.setsockopt(zmq.CURVE_SERVER, 1)
+    socket.setsockopt(zmq.CURVE_PUBLICKEY, server_public)
+    socket.setsockopt(zmq.CURVE_SECRETKEY, server_secret)
+
+
+def secure_client(socket: zmq.Socket[bytes], endpoint: str, settings: Settings) -> None:
+    """Give a connecting socket the client keys and the server's public key (tcp only)."""
+    if not _check_scheme(endpoint):
+        return
+    server_public, client_public, client_secret = _required(settings, endpoint, CLIENT_KEYS)
+    socket.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+    socket.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
+    socket.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
+
+
+def require_safe_bus(
+    settings: Settings, *, serves: Sequence[str] = (), connects: Sequence[str] = ()
+) -> None:
+    """At a service's start: exit (status 2, one log line) unless every endpoint is safe."""
+    try:
+        for endpoints, names in ((serves, SERVER_KEYS), (connects, CLIENT_KEYS)):
+            for endpoint in endpoints:
+                if _check_scheme(endpoint):
+                    _required(settings, endpoint, names)
+    except BusSecurityError as error:
+        log.critical("refusing to start: %s", error)
+        raise SystemExit(2) from None
+
+
+def stop_authenticator(context: zmq.Context[zmq.Socket[bytes]]) -> None:
+    """Before the context is terminated (its ZAP sockets would keep term() waiting)."""
+    auth = _authenticators.pop(id(context), None)
+    if auth is not None:
+        auth.stop()
+
+
+def main() -> None:
+    """Print a fresh server and client key pair as environment lines."""
+    for role in ("server", "client"):
+        public, secret = zmq.curve_keypair()
+        print(f"VV_BUS_CURVE_{role.upper()}_PUBLIC={public.decode()}")
+        print(f"VV_BUS_CURVE_{role.upper()}_SECRET={secret.decode()}")
+
+
+if __name__ == "__main__":
+    main()
