@@ -86,7 +86,7 @@ class ScanResultData(BaseModel):
     skipped: int
     scanned_at: datetime
     method: ScanMethod
-    duration: int  # nanoseconds
+    duration: int = Field(description="nanoseconds")
     filesystem_type: str
 
 

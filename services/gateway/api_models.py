@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from common.messages import ScanErrorCode, ScanMethod
+from common.messages import ScanErrorCode, ScanMethod, ScanResultData
 
 _RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -37,19 +37,10 @@ class AttachmentOut(BaseModel):
     state: str
 
 
-class ScanResultOut(BaseModel):
-    volume_id: str
-    total_size: int
-    disk_usage: int
-    file_count: int
-    directory_count: int
-    largest_file: int
-    skipped: int
-    scanned_at: datetime
-    method: ScanMethod
-    duration: int = Field(description="nanoseconds")
+class ScanResultOut(ScanResultData):
+    """The bus's scan result as clients see it: plus whether it came from the store."""
+
     cache_hit: bool
-    filesystem_type: str
 
 
 class VolumeOut(BaseModel):
