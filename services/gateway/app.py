@@ -10,9 +10,19 @@ from quart_cors import cors
 from quart_schema import Info, QuartSchema
 
 from common.settings import Settings
-from services.gateway import health_api, scans_api, volumes_api, ws_api
+from services.gateway import (
+    health_api,
+    history_api,
+    metrics_api,
+    reports_api,
+    scans_api,
+    scheduler_api,
+    volumes_api,
+    ws_api,
+)
 from services.gateway.errors import install_error_handlers
 from services.gateway.runtime import GatewayRuntime
+from services.gateway.static_files import install_static_files
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -36,11 +46,17 @@ def create_app(settings: Settings) -> Quart:
     for blueprint in (
         volumes_api.blueprint,
         scans_api.blueprint,
+        history_api.blueprint,
+        scheduler_api.blueprint,
+        reports_api.blueprint,
         health_api.blueprint,
         ws_api.blueprint,
+        metrics_api.blueprint,
     ):
         app.register_blueprint(blueprint)
     install_error_handlers(app)
+    if settings.static_dir is not None:
+        install_static_files(app, settings.static_dir)
     cors(
         app,
         allow_origin=settings.allowed_origins,

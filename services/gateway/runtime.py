@@ -16,8 +16,11 @@ from quart import current_app
 from common import bus
 from common.settings import Settings
 from services.gateway.catalog import VolumeCatalog
+from services.gateway.history import History
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.scan_broker import ScanBroker
 from services.gateway.scans import ScanCoordinator
+from services.gateway.scheduler import ScanScheduler
 from services.gateway.state_client import StateClient
 from services.gateway.store import Store
 from services.gateway.ws_hub import WsHub
@@ -42,6 +45,10 @@ class GatewayRuntime:
         self.store = Store(settings.database_path)
         self.broker = ScanBroker(settings, self.context, self.instance)
         self.scans = ScanCoordinator(settings, self.catalog, self.store, self.broker, self.hub)
+        self.history = History(self.store, settings.history_days)
+        self.scheduler = ScanScheduler(settings, self.catalog, self.scans, self.broker)
+        self.metrics = GatewayMetrics(self)
+        self.scans.finish_listeners.append(self.metrics.scan_finished)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -53,7 +60,10 @@ class GatewayRuntime:
             *self.state.start(),
             *self.broker.start(),
             asyncio.create_task(self.hub.run_volume_updates(), name="volume-updates"),
+            asyncio.create_task(self.history.run_thinning(), name="history-thinning"),
         ]
+        if self.scheduler.enabled:
+            self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.state.first_state.wait(), FIRST_STATE_WAIT_SECONDS)
         log.info(

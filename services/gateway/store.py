@@ -7,7 +7,7 @@ of a job is committed before anyone is told about it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS scan_results (
     result_json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scan_results_volume ON scan_results (volume_id, scanned_at);
+CREATE INDEX IF NOT EXISTS scan_results_time ON scan_results (scanned_at);
+CREATE INDEX IF NOT EXISTS scan_jobs_finished ON scan_jobs (finished_at)
+    WHERE finished_at IS NOT NULL;
 """
 
 
@@ -51,6 +54,12 @@ class JobRow:
     finished_at: datetime | None
     failure: ScanFailure | None
     result: ScanResultData | None
+
+
+def utc_text(moment: datetime) -> str:
+    """How times are stored: ISO 8601 in UTC, so text order is time order and the first
+    ten characters are the UTC day."""
+    return moment.astimezone(UTC).isoformat()
 
 
 def _time(value: str | None) -> datetime | None:
@@ -168,7 +177,7 @@ class Store:
                 (
                     scan_id,
                     result.volume_id,
-                    result.scanned_at.isoformat(),
+                    utc_text(result.scanned_at),
                     result.model_dump_json(),
                 ),
             )

@@ -1,0 +1,42 @@
+"""Small REST helpers for tests that talk to a running gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.support.processes import Stack
+from tests.support.waiting import wait_until
+
+
+def health(stack: Stack) -> dict[str, Any]:
+    checks: dict[str, Any] = httpx.get(stack.base_url + "/api/v1/health").json()["checks"]
+    return checks
+
+
+def wait_scanners(stack: Stack, timeout: float = 15) -> None:
+    wait_until(lambda: health(stack)["scanners"]["status"] == "ok", timeout, message="no scanner")
+
+
+def volume_listed(stack: Stack, name: str, timeout: float = 10) -> None:
+    wait_until(
+        lambda: httpx.get(f"{stack.base_url}/api/v1/volumes/{name}").status_code == 200,
+        timeout,
+        message=f"{name} never listed",
+    )
+
+
+def wait_scan_status(stack: Stack, scan_id: str, status: str, timeout: float = 30) -> None:
+    def reached() -> bool:
+        body = httpx.get(f"{stack.base_url}/api/v1/scans/{scan_id}").json()
+        return bool(body["status"] == status)
+
+    wait_until(reached, timeout, message=f"scan {scan_id} never {status}")
+
+
+def refresh(stack: Stack, name: str, **body: Any) -> httpx.Response:
+    """POST .../size/refresh (synchronous unless `async=True` is in `body`)."""
+    return httpx.post(
+        f"{stack.base_url}/api/v1/volumes/{name}/size/refresh", json=body or None, timeout=60
+    )
