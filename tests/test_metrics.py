@@ -55,9 +55,9 @@ def test_metrics_report_known_volumes_scans_and_services(
     results = {name: refresh(stack, name).json()["result"] for name in ("vv-m-tree", "vv-m-small")}
     assert refresh(stack, "vv-m-broken").status_code == 422
 
-    def with_client_counted() -> Samples | None:
+    def with_client_counted() -> Samples:
         scraped = _scrape(stack)
-        return scraped if _value(scraped, "volumeviz_websocket_clients") else None
+        return scraped if _value(scraped, "volumeviz_websocket_clients") else {}
 
     with stack.ws():
         samples = wait_until(with_client_counted, 10, message="the WebSocket client never counted")
