@@ -48,16 +48,23 @@ def _scanned(stack: Stack, name: str) -> dict[str, Any]:
     return result
 
 
+def _grown(engine: PrivateEngine, stack: Stack, name: str, steps: int, chunk: int) -> list[Any]:
+    """Create `name`, then `steps` times add a file of `chunk` bytes and scan; the results."""
+    engine.client.volumes.create(name)
+    root = mountpoint(engine, name)
+    volume_listed(stack, name)
+    results = []
+    for step in range(steps):
+        (root / f"chunk{step}").write_bytes(b"g" * chunk)
+        results.append(_scanned(stack, name))
+    return results
+
+
 def test_growing_volume_has_rising_history_and_positive_rate(
     engine: PrivateEngine, services: Stack
 ) -> None:
-    engine.client.volumes.create("vv-grows")
+    scans = _grown(engine, services, "vv-grows", steps=4, chunk=100_000)
     root = mountpoint(engine, "vv-grows")
-    volume_listed(services, "vv-grows")
-    scans = []
-    for step in range(4):
-        (root / f"chunk{step}").write_bytes(b"g" * 100_000)
-        scans.append(_scanned(services, "vv-grows"))
 
     history = _history(services, "vv-grows").json()
     assert history["volume_id"] == "vv-grows" and history["total"] == 4
@@ -113,13 +120,9 @@ def test_one_point_is_too_little_data(engine: PrivateEngine, services: Stack) ->
 
 
 def test_history_range_limit_and_errors(engine: PrivateEngine, services: Stack) -> None:
-    engine.client.volumes.create("vv-range")
-    root = mountpoint(engine, "vv-range")
-    volume_listed(services, "vv-range")
-    stamps = []
-    for step in range(3):
-        (root / f"f{step}").write_bytes(b"r" * 10)
-        stamps.append(_scanned(services, "vv-range")["scanned_at"])
+    stamps = [
+        scan["scanned_at"] for scan in _grown(engine, services, "vv-range", steps=3, chunk=10)
+    ]
 
     latest_two = _history(services, "vv-range", limit=2).json()
     assert latest_two["total"] == 3 and latest_two["limit"] == 2
