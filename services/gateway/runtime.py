@@ -67,10 +67,11 @@ class GatewayRuntime:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.state.first_state.wait(), FIRST_STATE_WAIT_SECONDS)
         log.info(
-            "started instance=%s volumes=%d stored_results=%d",
+            "started instance=%s volumes=%d stored_results=%d scan_interval=%.0fs",
             self.instance,
             len(self.catalog.views()),
             await self.store.count_results(),
+            self.settings.scan_interval_seconds,
         )
 
     async def stop(self) -> None:
