@@ -10,12 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import (
-    refresh,
-    volume_listed,
-    wait_scan_status,
-    wait_scanners,
-)
+from tests.support.api import refresh, volume_listed, wait_scan_status, wait_scanners
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.trees import (
