@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from services.gateway.scheduler import next_due, phase
-from tests.support.api import volume_listed, wait_scan_status, wait_scanners
+from tests.support.api import NEVER_THROTTLED, volume_listed, wait_scan_status, wait_scanners
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.trees import mountpoint
@@ -46,7 +46,11 @@ def test_every_volume_is_rescanned_and_a_new_one_scanned_unasked(
 ) -> None:
     for name in VOLUMES:
         _create(engine, name)
-    stack.configure(VV_SCAN_INTERVAL=INTERVAL, VV_SCHEDULER_TICK=0.2)
+    stack.configure(
+        VV_SCAN_INTERVAL=INTERVAL,
+        VV_SCHEDULER_TICK=0.2,
+        VV_SCAN_LOAD_THRESHOLD=NEVER_THROTTLED,
+    )
     stack.start()
     stack.wait_http_ready()
     wait_until(
@@ -115,6 +119,7 @@ def test_scan_all_queues_every_volume_at_most_once_a_minute(
 ) -> None:
     for name in VOLUMES:
         _create(engine, name)
+    stack.configure(VV_SCAN_LOAD_THRESHOLD=NEVER_THROTTLED)
     stack.start()
     stack.wait_http_ready()
     wait_scanners(stack)
