@@ -14,7 +14,7 @@ import pytest
 from common.messages import ScanResultData, utc_now
 from services.gateway.history import History
 from services.gateway.store import JobRow, Store
-from tests.support.api import NEVER_THROTTLED, refresh, volume_listed, wait_scanners
+from tests.support.api import refresh, start_services, volume_listed
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.trees import mountpoint
@@ -24,11 +24,7 @@ POINT_FIELDS = {"scanned_at", "total_size", "disk_usage", "file_count", "method"
 
 @pytest.fixture
 def services(engine: PrivateEngine, stack: Stack) -> Stack:
-    stack.configure(VV_SCAN_LOAD_THRESHOLD=NEVER_THROTTLED)
-    stack.start()
-    stack.wait_http_ready()
-    wait_scanners(stack)
-    return stack
+    return start_services(stack)
 
 
 def _history(stack: Stack, name: str, **params: Any) -> httpx.Response:

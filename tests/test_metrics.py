@@ -8,7 +8,7 @@ from datetime import datetime
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.api import NEVER_THROTTLED, refresh, volume_listed, wait_scanners
+from tests.support.api import refresh, start_services
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.trees import du_bytes, make_known_tree, mountpoint
@@ -47,12 +47,7 @@ def test_metrics_report_known_volumes_scans_and_services(
     engine.client.volumes.create("vv-m-broken")
     engine.client.volumes.create("vv-m-unscanned")
     shutil.rmtree(mountpoint(engine, "vv-m-broken"))
-    stack.configure(VV_SCAN_LOAD_THRESHOLD=NEVER_THROTTLED)
-    stack.start()
-    stack.wait_http_ready()
-    wait_scanners(stack)
-    for name in ("vv-m-tree", "vv-m-small", "vv-m-broken", "vv-m-unscanned"):
-        volume_listed(stack, name)
+    start_services(stack, "vv-m-tree", "vv-m-small", "vv-m-broken", "vv-m-unscanned")
     results = {name: refresh(stack, name).json()["result"] for name in ("vv-m-tree", "vv-m-small")}
     assert refresh(stack, "vv-m-broken").status_code == 422
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.api import NEVER_THROTTLED, refresh, volume_listed, wait_scanners
+from tests.support.api import refresh, start_services
 from tests.support.engine import PrivateEngine
 from tests.support.images import run_container
 from tests.support.processes import Stack
@@ -28,14 +28,9 @@ def test_orphaned_report_is_largest_first_with_reclaimable_total(
     engine.client.volumes.create("vv-o-unscanned")
     engine.client.volumes.create("f" * 64)  # anonymous: a system volume, hidden by default
     container = run_container(engine, busybox_image, {"vv-used": "/u"}, ["sleep", "600"])
-    stack.configure(VV_SCAN_LOAD_THRESHOLD=NEVER_THROTTLED)
-    stack.start()
-    stack.wait_http_ready()
-    wait_scanners(stack)
+    start_services(stack, *SIZES, "vv-o-unscanned")
     for name in SIZES:
-        volume_listed(stack, name)
         assert refresh(stack, name).status_code == 200
-    volume_listed(stack, "vv-o-unscanned")
 
     body = _report(stack).json()
     names = [volume["name"] for volume in body["data"]]

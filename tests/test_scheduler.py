@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from services.gateway.scheduler import next_due, phase
-from tests.support.api import NEVER_THROTTLED, volume_listed, wait_scan_status, wait_scanners
+from tests.support.api import NEVER_THROTTLED, start_services, wait_scan_status, wait_scanners
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.trees import mountpoint
@@ -125,12 +125,7 @@ def test_scan_all_queues_every_volume_at_most_once_a_minute(
 ) -> None:
     for name in VOLUMES:
         _create(engine, name)
-    stack.configure(VV_SCAN_LOAD_THRESHOLD=NEVER_THROTTLED)
-    stack.start()
-    stack.wait_http_ready()
-    wait_scanners(stack)
-    for name in VOLUMES:
-        volume_listed(stack, name)
+    start_services(stack, *VOLUMES)
     assert _scheduler(stack)["enabled"] is False  # VV_SCAN_INTERVAL=0 in tests by default
 
     url = stack.base_url + "/api/v1/scans/all"

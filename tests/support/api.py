@@ -44,3 +44,15 @@ def refresh(stack: Stack, name: str, **body: Any) -> httpx.Response:
     return httpx.post(
         f"{stack.base_url}/api/v1/volumes/{name}/size/refresh", json=body or None, timeout=60
     )
+
+
+def start_services(stack: Stack, *volumes: str, **settings: str | float) -> Stack:
+    """Start the three services, never throttled unless `settings` say otherwise; return
+    once the API answers, a scanner is alive and every volume named is listed."""
+    stack.configure(**{"VV_SCAN_LOAD_THRESHOLD": NEVER_THROTTLED, **settings})
+    stack.start()
+    stack.wait_http_ready()
+    wait_scanners(stack)
+    for name in volumes:
+        volume_listed(stack, name)
+    return stack
