@@ -112,6 +112,17 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("VV_SCAN_ROOTS")
     )
 
+    # --- schedules, history, dashboard
+    scan_interval_seconds: float = Field(3600.0, ge=0, validation_alias=_env("VV_SCAN_INTERVAL"))
+    scheduler_tick_seconds: float = Field(5.0, gt=0, validation_alias=_env("VV_SCHEDULER_TICK"))
+    history_days: float = Field(90.0, gt=0, validation_alias=_env("VV_HISTORY_DAYS"))
+    static_dir: Path | None = Field(None, validation_alias=_env("VV_STATIC_DIR"))
+
+    @field_validator("static_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("allowed_origins", "scan_roots", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.engine import PrivateEngine
+from tests.support.hog import cpu_hog as start_cpu_hog
 from tests.support.images import build_busybox_image
 from tests.support.processes import REPO_ROOT, Stack
 
@@ -84,3 +86,9 @@ def stack_factory(
 @pytest.fixture
 def stack(stack_factory: StackFactory) -> Stack:
     return stack_factory()
+
+
+@pytest.fixture
+def cpu_hog() -> Iterator[Any]:
+    with start_cpu_hog() as stop:
+        yield stop

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.api import refresh, volume_listed, wait_scan_status, wait_scanners
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.trees import (
@@ -44,42 +43,15 @@ def services(engine: PrivateEngine, stack: Stack) -> Stack:
     stack.configure(VV_SCAN_PROGRESS_INTERVAL=0.05)
     stack.start()
     stack.wait_http_ready()
-    wait_until(lambda: _health(stack)["scanners"]["status"] == "ok", 15, message="no scanner")
+    wait_scanners(stack)
     return stack
-
-
-def _health(stack: Stack) -> dict[str, Any]:
-    checks: dict[str, Any] = httpx.get(stack.base_url + "/api/v1/health").json()["checks"]
-    return checks
-
-
-def _volume_listed(stack: Stack, name: str) -> None:
-    wait_until(
-        lambda: httpx.get(f"{stack.base_url}/api/v1/volumes/{name}").status_code == 200,
-        10,
-        message=f"{name} never listed",
-    )
-
-
-def _wait_status(stack: Stack, scan_id: str, status: str, timeout: float = 30) -> None:
-    def reached() -> bool:
-        body = httpx.get(f"{stack.base_url}/api/v1/scans/{scan_id}").json()
-        return bool(body["status"] == status)
-
-    wait_until(reached, timeout, message=f"scan {scan_id} never {status}")
-
-
-def _refresh(stack: Stack, name: str, **body: Any) -> httpx.Response:
-    return httpx.post(
-        f"{stack.base_url}/api/v1/volumes/{name}/size/refresh", json=body or None, timeout=60
-    )
 
 
 def test_known_tree_is_measured_exactly(engine: PrivateEngine, services: Stack) -> None:
     engine.client.volumes.create("vv-known")
     root = mountpoint(engine, "vv-known")
     make_known_tree(root)
-    _volume_listed(services, "vv-known")
+    volume_listed(services, "vv-known")
 
     response = httpx.post(
         f"{services.base_url}/api/v1/volumes/vv-known/size/refresh",
@@ -118,7 +90,7 @@ def test_get_size_scans_once_then_serves_the_stored_result(
 ) -> None:
     engine.client.volumes.create("vv-cache")
     (mountpoint(engine, "vv-cache") / "f").write_bytes(b"1" * 12345)
-    _volume_listed(services, "vv-cache")
+    volume_listed(services, "vv-cache")
     with services.ws() as ws:
         first = httpx.get(f"{services.base_url}/api/v1/volumes/vv-cache/size", timeout=60)
         assert first.status_code == 200 and first.json()["cached"] is False
@@ -133,11 +105,11 @@ def test_get_size_scans_once_then_serves_the_stored_result(
 def test_async_scan_reports_progress_then_completes(engine: PrivateEngine, services: Stack) -> None:
     engine.client.volumes.create("vv-big")
     make_many_files(mountpoint(engine, "vv-big"), 50_000)
-    _volume_listed(services, "vv-big")
-    assert _refresh(services, "vv-big").status_code == 200  # a previous scan: real percentages
+    volume_listed(services, "vv-big")
+    assert refresh(services, "vv-big").status_code == 200  # a previous scan: real percentages
 
     with services.ws() as ws:
-        accepted = _refresh(services, "vv-big", **{"async": True})
+        accepted = refresh(services, "vv-big", **{"async": True})
         assert accepted.status_code == 202
         job = accepted.json()
         scan_id = job["scan_id"]
@@ -174,10 +146,10 @@ def test_async_scan_reports_progress_then_completes(engine: PrivateEngine, servi
 def test_concurrent_refreshes_join_one_scan(engine: PrivateEngine, services: Stack) -> None:
     engine.client.volumes.create("vv-join")
     make_many_files(mountpoint(engine, "vv-join"), 20_000)
-    _volume_listed(services, "vv-join")
+    volume_listed(services, "vv-join")
     with services.ws() as ws:
-        first = _refresh(services, "vv-join", **{"async": True}).json()
-        second = _refresh(services, "vv-join", **{"async": True}).json()
+        first = refresh(services, "vv-join", **{"async": True}).json()
+        second = refresh(services, "vv-join", **{"async": True}).json()
         assert first["scan_id"] == second["scan_id"]
         done = ws.recv_until(
             lambda m: m["type"] in ("scan_complete", "scan_error") and m["volume_id"] == "vv-join",
@@ -195,8 +167,8 @@ def test_du_method_and_scan_methods(engine: PrivateEngine, services: Stack) -> N
     engine.client.volumes.create("vv-du")
     root = mountpoint(engine, "vv-du")
     make_known_tree(root)
-    _volume_listed(services, "vv-du")
-    result = _refresh(services, "vv-du", method="du").json()["result"]
+    volume_listed(services, "vv-du")
+    result = refresh(services, "vv-du", method="du").json()["result"]
     assert result["method"] == "du"
     assert result["disk_usage"] == du_bytes(root)
 
@@ -204,9 +176,9 @@ def test_du_method_and_scan_methods(engine: PrivateEngine, services: Stack) -> N
 def test_missing_mountpoint_is_a_path_error(engine: PrivateEngine, services: Stack) -> None:
     engine.client.volumes.create("vv-gone")
     shutil.rmtree(mountpoint(engine, "vv-gone"))
-    _volume_listed(services, "vv-gone")
+    volume_listed(services, "vv-gone")
     with services.ws() as ws:
-        response = _refresh(services, "vv-gone")
+        response = refresh(services, "vv-gone")
         assert response.status_code == 422
         assert response.json()["code"] == "SCAN_PATH_ERROR"
         error = ws.recv_type("scan_error", timeout=10)
@@ -218,7 +190,7 @@ def test_missing_mountpoint_is_a_path_error(engine: PrivateEngine, services: Sta
 def test_unknown_volume_and_scan_are_404(services: Stack) -> None:
     for response in (
         httpx.get(services.base_url + "/api/v1/volumes/nope/size"),
-        _refresh(services, "nope"),
+        refresh(services, "nope"),
     ):
         assert response.status_code == 404
         assert response.json()["code"] == "VOLUME_NOT_FOUND"
@@ -228,7 +200,7 @@ def test_unknown_volume_and_scan_are_404(services: Stack) -> None:
 
 def test_bad_refresh_bodies_are_400(engine: PrivateEngine, services: Stack) -> None:
     engine.client.volumes.create("vv-body")
-    _volume_listed(services, "vv-body")
+    volume_listed(services, "vv-body")
     url = f"{services.base_url}/api/v1/volumes/vv-body/size/refresh"
     for content in (b"{not json", b"[1]", b'{"method": "rsync"}', b'{"async": "later"}'):
         response = httpx.post(url, content=content, headers={"Content-Type": "application/json"})
@@ -240,8 +212,8 @@ def test_no_scanner_alive_is_unavailable_at_once(engine: PrivateEngine, stack: S
     engine.client.volumes.create("vv-lonely")
     stack.start("watcher", "gateway")
     stack.wait_http_ready()
-    _volume_listed(stack, "vv-lonely")
-    response = _refresh(stack, "vv-lonely")
+    volume_listed(stack, "vv-lonely")
+    response = refresh(stack, "vv-lonely")
     assert response.status_code == 503
     assert response.json()["code"] == "SCANNER_UNAVAILABLE"
 
@@ -266,13 +238,13 @@ def test_worker_without_read_rights_reports_permission_error_or_skipped(
     scanner = stack.process("scanner")
     scanner.argv = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *scanner.argv]
     scanner.start()
-    wait_until(lambda: _health(stack)["scanners"]["status"] == "ok", 15, message="no scanner")
-    _volume_listed(stack, "vv-locked")
-    response = _refresh(stack, "vv-locked")
+    wait_scanners(stack)
+    volume_listed(stack, "vv-locked")
+    response = refresh(stack, "vv-locked")
     assert response.status_code == 403, response.text
     assert response.json()["code"] == "SCAN_PERMISSION_ERROR"
-    _volume_listed(stack, "vv-partly")
-    partly = _refresh(stack, "vv-partly")
+    volume_listed(stack, "vv-partly")
+    partly = refresh(stack, "vv-partly")
     assert partly.status_code == 200, partly.text
     result = partly.json()["result"]
     assert result["skipped"] == 1  # the closed directory's content; the directory counts
@@ -284,7 +256,7 @@ def test_bulk_scan_of_a_list_and_of_all(engine: PrivateEngine, services: Stack) 
     for name in ("vv-b1", "vv-b2", "vv-b3"):
         engine.client.volumes.create(name)
         (mountpoint(engine, name) / "x").write_bytes(b"b" * len(name))
-        _volume_listed(services, name)
+        volume_listed(services, name)
     url = services.base_url + "/api/v1/volumes/bulk-scan"
     listed = httpx.post(url, json={"volume_ids": ["vv-b1", "vv-b2"]})
     assert listed.status_code == 202
@@ -292,30 +264,10 @@ def test_bulk_scan_of_a_list_and_of_all(engine: PrivateEngine, services: Stack) 
     everything = httpx.post(url, json={"all": True}).json()
     assert {"vv-b1", "vv-b2", "vv-b3"} <= set(everything["scan_ids"])
     for scan_id in everything["scan_ids"].values():
-        _wait_status(services, scan_id, "completed")
+        wait_scan_status(services, scan_id, "completed")
     assert httpx.post(url, json={"volume_ids": ["nope"]}).status_code == 404
     assert httpx.post(url, json={}).status_code == 400
     assert httpx.post(url, json={"all": True, "volume_ids": ["vv-b1"]}).status_code == 400
-
-
-def _hog(stop: Any) -> None:
-    while not stop.is_set():
-        pass
-
-
-@pytest.fixture
-def cpu_hog() -> Iterator[Any]:
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    hogs = [context.Process(target=_hog, args=(stop,)) for _ in range(os.cpu_count() or 2)]
-    for hog in hogs:
-        hog.start()
-    yield stop
-    stop.set()
-    for hog in hogs:
-        hog.join(5)
-        if hog.is_alive():
-            hog.kill()
 
 
 def test_no_job_starts_under_a_cpu_hog_and_queued_jobs_start_after(
@@ -325,10 +277,10 @@ def test_no_job_starts_under_a_cpu_hog_and_queued_jobs_start_after(
     stack.configure(VV_SCAN_LOAD_THRESHOLD=50)
     stack.start()
     stack.wait_http_ready()
-    wait_until(lambda: _health(stack)["scanners"]["status"] == "ok", 15, message="no scanner")
-    _volume_listed(stack, "vv-hogged")
+    wait_scanners(stack)
+    volume_listed(stack, "vv-hogged")
     time.sleep(1.0)  # the workers' load samples see the hog
-    job = _refresh(stack, "vv-hogged", **{"async": True}).json()
+    job = refresh(stack, "vv-hogged", **{"async": True}).json()
     status_url = stack.base_url + job["status_url"]
     observed = []
     for _ in range(6):
@@ -351,8 +303,8 @@ def test_restarted_gateway_serves_stored_results_without_rescanning(
 ) -> None:
     engine.client.volumes.create("vv-keep")
     (mountpoint(engine, "vv-keep") / "kept").write_bytes(b"k" * 777)
-    _volume_listed(services, "vv-keep")
-    scanned = _refresh(services, "vv-keep").json()["result"]
+    volume_listed(services, "vv-keep")
+    scanned = refresh(services, "vv-keep").json()["result"]
     services["gateway"].terminate()
     services["gateway"].start()
     services.wait_http_ready()

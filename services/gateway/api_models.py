@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common.messages import ScanErrorCode, ScanMethod, ScanResultData
 
@@ -88,6 +88,19 @@ def _parse_bool(value: object) -> object:
     return value
 
 
+def _rfc3339_text(value: object) -> object:
+    # pydantic would take a bare number as a Unix time; the contract says RFC 3339.
+    if isinstance(value, str) and not _RFC3339_START.match(value):
+        raise ValueError("must be RFC 3339 (e.g. 2024-01-15T12:00:00Z)")
+    return value
+
+
+def _needs_zone(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("must be RFC 3339 with a time zone (e.g. 2024-01-15T12:00:00Z)")
+    return value
+
+
 class VolumeListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -102,26 +115,13 @@ class VolumeListQuery(BaseModel):
     created_before: datetime | None = None
 
     _bools = field_validator("orphaned", "system", mode="before")(_parse_bool)
+    _texts = field_validator("created_after", "created_before", mode="before")(_rfc3339_text)
+    _zones = field_validator("created_after", "created_before")(_needs_zone)
 
     @field_validator("sort")
     @classmethod
     def _check_sort(cls, value: str) -> str:
         parse_sort(value)
-        return value
-
-    @field_validator("created_after", "created_before", mode="before")
-    @classmethod
-    def _rfc3339_text(cls, value: object) -> object:
-        # pydantic would take a bare number as a Unix time; the contract says RFC 3339.
-        if isinstance(value, str) and not _RFC3339_START.match(value):
-            raise ValueError("must be RFC 3339 (e.g. 2024-01-15T12:00:00Z)")
-        return value
-
-    @field_validator("created_after", "created_before")
-    @classmethod
-    def _needs_zone(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must be RFC 3339 with a time zone (e.g. 2024-01-15T12:00:00Z)")
         return value
 
     def sort_keys(self) -> list[SortKey]:
@@ -150,8 +150,14 @@ class VolumeListOut(BaseModel):
     filters: dict[str, Any]
 
 
+class OrphanedReportQuery(VolumeListQuery):
+    sort: str = Field("size_bytes:desc", max_length=512, description="field:dir[,field:dir...]")
+
+
 class OrphanedReportOut(VolumeListOut):
-    total_size_bytes: int
+    total_size_bytes: int = Field(description="sum of size_bytes of every match (reclaimable)")
+    total_disk_usage_bytes: int = Field(description="sum of disk_usage_bytes of every match")
+    unscanned: int = Field(description="matches never scanned, so not in the totals")
 
 
 class AttachmentListOut(BaseModel):
@@ -240,3 +246,89 @@ class ScanMethodOut(BaseModel):
 class ScanMethodsOut(BaseModel):
     methods: list[ScanMethodOut]
     total: int
+
+
+# --- history, forecast, scheduler -----------------------------------------------------
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(1000, ge=1, le=10_000, description="the latest points in the range")
+
+    _texts = field_validator("since", "until", mode="before")(_rfc3339_text)
+    _zones = field_validator("since", "until")(_needs_zone)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HistoryQuery:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since must not be after until")
+        return self
+
+
+class HistoryPointOut(BaseModel):
+    scanned_at: datetime
+    total_size: int
+    disk_usage: int
+    file_count: int
+    method: ScanMethod
+
+
+class HistoryOut(BaseModel):
+    volume_id: str
+    data: list[HistoryPointOut] = Field(description="oldest first")
+    total: int = Field(description="points in the range, before the limit")
+    limit: int
+
+
+class ForecastQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    days: int = Field(30, ge=1, le=3650)
+
+
+class FilesystemOut(BaseModel):
+    path: str
+    free_bytes: int | None = Field(description="available to unprivileged writers")
+    total_bytes: int | None
+    error: str | None = Field(description="why the free space is unknown")
+
+
+class ForecastOut(BaseModel):
+    volume_id: str
+    days: int
+    points: int
+    span_days: float
+    current_size_bytes: int | None
+    growth_bytes_per_day: float | None = Field(description="least-squares slope of total_size")
+    growth_stderr_bytes_per_day: float | None
+    r_squared: float | None
+    confidence: Literal["insufficient_data", "low", "medium", "high"]
+    message: str | None
+    projected_at: datetime
+    projected_size_bytes: int | None
+    filesystem: FilesystemOut
+    full_at: datetime | None
+    full_reason: str
+
+
+class ScheduleEntryOut(BaseModel):
+    volume_id: str
+    last_scan_at: datetime | None
+    next_scan_at: datetime | None
+    queued: bool
+
+
+class SchedulerOut(BaseModel):
+    enabled: bool
+    interval_seconds: float
+    tick_seconds: float
+    queue_depth: int
+    workers_alive: int
+    workers_busy: int
+    scheduled_pending: int
+    max_pending: int
+    due_now: int
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+    schedule: list[ScheduleEntryOut]

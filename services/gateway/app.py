@@ -7,7 +7,16 @@ from quart_cors import cors
 from quart_schema import Info, QuartSchema
 
 from common.settings import Settings
-from services.gateway import health_api, scans_api, volumes_api, ws_api
+from services.gateway import (
+    health_api,
+    history_api,
+    metrics_api,
+    reports_api,
+    scans_api,
+    scheduler_api,
+    volumes_api,
+    ws_api,
+)
 from services.gateway.auth import install_auth
 from services.gateway.errors import install_error_handlers
 from services.gateway.openapi_doc import (
@@ -18,6 +27,7 @@ from services.gateway.openapi_doc import (
 )
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.security_headers import install_security_headers
+from services.gateway.static_files import install_static_files
 
 
 def create_app(settings: Settings) -> Quart:
@@ -42,13 +52,19 @@ def create_app(settings: Settings) -> Quart:
     for blueprint in (
         volumes_api.blueprint,
         scans_api.blueprint,
+        history_api.blueprint,
+        scheduler_api.blueprint,
+        reports_api.blueprint,
         health_api.blueprint,
         ws_api.blueprint,
+        metrics_api.blueprint,
     ):
         app.register_blueprint(blueprint)
     install_error_handlers(app)
     install_security_headers(app, API_DOCS_PATH)  # first: the request id is in every answer
     install_auth(app, settings)
+    if settings.static_dir is not None:
+        install_static_files(app, settings.static_dir)
     cors(
         app,
         allow_origin=settings.allowed_origins,

@@ -84,6 +84,23 @@ def _validation_details(error: RequestSchemaValidationError) -> dict[str, Any]:
     return {"errors": [{"loc": [], "msg": str(cause)}]}
 
 
+def http_error_response(error: HTTPException) -> Response:
+    """Werkzeug's HTTP errors (unknown route, wrong method, ...) in the contract's body."""
+    status = error.code or 500
+    code = _HTTP_CODES.get(status, "HTTP_ERROR")
+    path = websocket.path if has_websocket_context() else request.path
+    method = "GET" if has_websocket_context() else request.method
+    message = {
+        404: f"no such route: {path}",
+        405: f"method {method} is not allowed for {path}",
+    }.get(status, error.description or code.lower())
+    response = error_response(status, code, message)
+    allowed = getattr(error, "valid_methods", None)
+    if status == 405 and allowed:
+        response.headers["Allow"] = ", ".join(sorted(allowed))
+    return response
+
+
 def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def _api_error(error: ApiError) -> Response:
@@ -100,19 +117,7 @@ def install_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
-        status = error.code or 500
-        code = _HTTP_CODES.get(status, "HTTP_ERROR")
-        path = websocket.path if has_websocket_context() else request.path
-        method = "GET" if has_websocket_context() else request.method
-        message = {
-            404: f"no such route: {path}",
-            405: f"method {method} is not allowed for {path}",
-        }.get(status, error.description or code.lower())
-        response = error_response(status, code, message)
-        allowed = getattr(error, "valid_methods", None)
-        if status == 405 and allowed:
-            response.headers["Allow"] = ", ".join(sorted(allowed))
-        return response
+        return http_error_response(error)
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:

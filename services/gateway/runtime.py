@@ -17,9 +17,12 @@ from common import bus
 from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.catalog import VolumeCatalog
+from services.gateway.history import History
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.rate_limit import ClientRateLimiter
 from services.gateway.scan_broker import ScanBroker
 from services.gateway.scans import ScanCoordinator
+from services.gateway.scheduler import ScanScheduler
 from services.gateway.state_client import StateClient
 from services.gateway.store import Store
 from services.gateway.ws_hub import WsHub
@@ -47,6 +50,10 @@ class GatewayRuntime:
         self.scan_limiter = ClientRateLimiter(
             settings.scan_requests_per_minute / 60, settings.scan_request_burst
         )
+        self.history = History(self.store, settings.history_days)
+        self.scheduler = ScanScheduler(settings, self.catalog, self.scans, self.broker)
+        self.metrics = GatewayMetrics(self)
+        self.scans.finish_listeners.append(self.metrics.scan_finished)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -59,14 +66,18 @@ class GatewayRuntime:
             *self.state.start(),
             *self.broker.start(),
             start_essential(self.hub.run_volume_updates(), "volume-updates"),
+            start_essential(self.history.run_thinning(), "history-thinning"),
         ]
+        if self.scheduler.enabled:
+            self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.state.first_state.wait(), FIRST_STATE_WAIT_SECONDS)
         log.info(
-            "started instance=%s volumes=%d stored_results=%d",
+            "started instance=%s volumes=%d stored_results=%d scan_interval=%.0fs",
             self.instance,
             len(self.catalog.views()),
             await self.store.count_results(),
+            self.settings.scan_interval_seconds,
         )
 
     async def stop(self) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +124,7 @@ class ScanCoordinator:
         self._dispatch_lock = asyncio.Lock()
         self._finish_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self.finish_listeners: list[Callable[[JobRow], None]] = []  # after each terminal commit
         broker.listener = self
 
     def _spawn(self, coroutine: Any) -> None:
@@ -321,6 +323,8 @@ class ScanCoordinator:
             if self.active_by_volume.get(row.volume_id) == row.scan_id:
                 del self.active_by_volume[row.volume_id]
             job.done.set()
+            for listener in self.finish_listeners:
+                listener(row)
             if result is not None:
                 self.catalog.set_result(result)
             _, event_type, data = event

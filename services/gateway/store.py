@@ -6,9 +6,12 @@ of a job is committed before anyone is told about it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,9 @@ CREATE TABLE IF NOT EXISTS scan_events (
     data_json  TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS scan_results_time ON scan_results (scanned_at);
+CREATE INDEX IF NOT EXISTS scan_jobs_finished ON scan_jobs (finished_at)
+    WHERE finished_at IS NOT NULL;
 """
 
 # Terminal events kept for clients that resume a WebSocket after a reconnect.
@@ -77,6 +83,12 @@ class JobRow:
     result: ScanResultData | None
 
 
+def utc_text(moment: datetime) -> str:
+    """How times are stored: ISO 8601 in UTC, so text order is time order and the first
+    ten characters are the UTC day."""
+    return moment.astimezone(UTC).isoformat()
+
+
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -85,6 +97,20 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        # One connection serves every coroutine: a transaction must not take in (or have
+        # rolled back) another's statements, so writers go one at a time.
+        self._write_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: committed on success, rolled back on error."""
+        async with self._write_lock:
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -133,34 +159,34 @@ class Store:
     # --- jobs ---------------------------------------------------------------------
 
     async def insert_job(self, job: JobRow) -> None:
-        await self.db.execute(
-            "INSERT INTO scan_jobs (scan_id, volume_id, method, status, attempts, requested_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                job.scan_id,
-                job.volume_id,
-                job.method,
-                job.status,
-                job.attempts,
-                job.requested_at.isoformat(),
-            ),
-        )
-        await self.db.commit()
+        async with self.writing() as db:
+            await db.execute(
+                "INSERT INTO scan_jobs (scan_id, volume_id, method, status, attempts,"
+                " requested_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    job.scan_id,
+                    job.volume_id,
+                    job.method,
+                    job.status,
+                    job.attempts,
+                    job.requested_at.isoformat(),
+                ),
+            )
 
     async def mark_running(self, scan_id: str, started_at: datetime, attempts: int) -> None:
-        await self.db.execute(
-            "UPDATE scan_jobs SET status = 'running', started_at = ?, attempts = ?"
-            " WHERE scan_id = ?",
-            (started_at.isoformat(), attempts, scan_id),
-        )
-        await self.db.commit()
+        async with self.writing() as db:
+            await db.execute(
+                "UPDATE scan_jobs SET status = 'running', started_at = ?, attempts = ?"
+                " WHERE scan_id = ?",
+                (started_at.isoformat(), attempts, scan_id),
+            )
 
     async def mark_queued(self, scan_id: str, attempts: int) -> None:
-        await self.db.execute(
-            "UPDATE scan_jobs SET status = 'queued', attempts = ? WHERE scan_id = ?",
-            (attempts, scan_id),
-        )
-        await self.db.commit()
+        async with self.writing() as db:
+            await db.execute(
+                "UPDATE scan_jobs SET status = 'queued', attempts = ? WHERE scan_id = ?",
+                (attempts, scan_id),
+            )
 
     async def finish_job(
         self,
@@ -170,44 +196,41 @@ class Store:
         failure: ScanFailure | None,
         event: tuple[str, str, dict[str, Any]],
     ) -> int | None:
-        """Record the outcome and its terminal event (volume_id, type, data) at once.
-
-        Returns the event id, or None when the job had already ended (a duplicate).
-        """
+        """Record the outcome and its terminal event (volume_id, type, data) in one
+        transaction. Returns the event id, or None when the job had already ended."""
         status = "completed" if result is not None else "failed"
-        cursor = await self.db.execute(
-            "UPDATE scan_jobs SET status = ?, finished_at = ?, error_code = ?, error_message = ?"
-            " WHERE scan_id = ? AND status IN ('queued', 'running')",
-            (
-                status,
-                finished_at.isoformat(),
-                failure.code if failure else None,
-                failure.message if failure else None,
-                scan_id,
-            ),
-        )
-        if cursor.rowcount != 1:
-            await self.db.rollback()
-            return None
-        if result is not None:
-            await self.db.execute(
-                "INSERT OR REPLACE INTO scan_results (scan_id, volume_id, scanned_at, result_json)"
-                " VALUES (?, ?, ?, ?)",
+        async with self.writing() as db:
+            cursor = await db.execute(
+                "UPDATE scan_jobs SET status = ?, finished_at = ?, error_code = ?,"
+                " error_message = ? WHERE scan_id = ? AND status IN ('queued', 'running')",
                 (
+                    status,
+                    finished_at.isoformat(),
+                    failure.code if failure else None,
+                    failure.message if failure else None,
                     scan_id,
-                    result.volume_id,
-                    result.scanned_at.isoformat(),
-                    result.model_dump_json(),
                 ),
             )
-        volume_id, event_type, data = event
-        cursor = await self.db.execute(
-            "INSERT INTO scan_events (scan_id, volume_id, type, data_json, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (scan_id, volume_id, event_type, json.dumps(data), finished_at.isoformat()),
-        )
-        await self.db.commit()
-        return cursor.lastrowid
+            if cursor.rowcount != 1:
+                return None  # nothing written: the commit is a no-op
+            if result is not None:
+                await db.execute(
+                    "INSERT OR REPLACE INTO scan_results"
+                    " (scan_id, volume_id, scanned_at, result_json) VALUES (?, ?, ?, ?)",
+                    (
+                        scan_id,
+                        result.volume_id,
+                        utc_text(result.scanned_at),
+                        result.model_dump_json(),
+                    ),
+                )
+            volume_id, event_type, data = event
+            cursor = await db.execute(
+                "INSERT INTO scan_events (scan_id, volume_id, type, data_json, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (scan_id, volume_id, event_type, json.dumps(data), utc_text(finished_at)),
+            )
+            return cursor.lastrowid
 
     async def last_event_id(self) -> int:
         async with self.db.execute("SELECT COALESCE(MAX(event_id), 0) FROM scan_events") as cur:

@@ -214,6 +214,7 @@ class Stack:
             VV_DATA_DIR=str(self.data_dir),
             VV_DOCKER_HOST=docker_host,
             VV_LOG_LEVEL="DEBUG",
+            VV_SCAN_INTERVAL="0",  # no scheduled scans unless a test asks for them
         )
         env.update(overrides or {})
         self.env: dict[str, str] = env

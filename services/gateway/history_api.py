@@ -1,0 +1,99 @@
+"""History and forecast routes: a volume's stored points, and where its size is heading."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import asdict
+from typing import Any
+
+from quart import Blueprint
+from quart_schema import validate_querystring, validate_response
+
+from common.messages import utc_now
+from services.gateway.api_models import (
+    ErrorBody,
+    ForecastOut,
+    ForecastQuery,
+    HistoryOut,
+    HistoryQuery,
+)
+from services.gateway.forecast import forecast
+from services.gateway.runtime import runtime
+from services.gateway.volumes_api import find_volume
+
+blueprint = Blueprint("history", __name__, url_prefix="/api/v1")
+
+STATVFS_TIMEOUT_SECONDS = 5.0
+
+
+@blueprint.get("/volumes/<volume_id>/history")
+@validate_querystring(HistoryQuery)
+@validate_response(HistoryOut, 200)
+@validate_response(ErrorBody, 400)
+@validate_response(ErrorBody, 404)
+async def volume_history(volume_id: str, query_args: HistoryQuery) -> dict[str, Any]:
+    find_volume(volume_id)
+    points, total = await runtime().history.points(
+        volume_id, query_args.since, query_args.until, query_args.limit
+    )
+    return {
+        "volume_id": volume_id,
+        "data": [asdict(point) for point in points],
+        "total": total,
+        "limit": query_args.limit,
+    }
+
+
+async def filesystem_of(path: str) -> dict[str, Any]:
+    """Free and total bytes of the filesystem holding `path`, as this process sees it.
+
+    The gateway runs on the engine's host, so it can usually stat the mountpoint; when it
+    cannot (another host, a VM as with Docker Desktop, no permission) the figures are null
+    and `error` says why.
+    """
+    try:
+        stat = await asyncio.wait_for(asyncio.to_thread(os.statvfs, path), STATVFS_TIMEOUT_SECONDS)
+    except TimeoutError:
+        error = f"statvfs did not answer within {STATVFS_TIMEOUT_SECONDS:.0f} s"
+    except OSError as failure:
+        error = f"cannot stat the mountpoint from the gateway: {failure.strerror or failure}"
+    else:
+        return {
+            "path": path,
+            "free_bytes": stat.f_bavail * stat.f_frsize,
+            "total_bytes": stat.f_blocks * stat.f_frsize,
+            "error": None,
+        }
+    return {"path": path, "free_bytes": None, "total_bytes": None, "error": error}
+
+
+@blueprint.get("/volumes/<volume_id>/forecast")
+@validate_querystring(ForecastQuery)
+@validate_response(ForecastOut, 200)
+@validate_response(ErrorBody, 400)
+@validate_response(ErrorBody, 404)
+async def volume_forecast(volume_id: str, query_args: ForecastQuery) -> dict[str, Any]:
+    view = find_volume(volume_id)
+    sizes = await runtime().history.sizes(volume_id)
+    filesystem = await filesystem_of(view.record.mountpoint)
+    result = forecast(
+        sizes, utc_now(), query_args.days, filesystem["free_bytes"], filesystem["error"]
+    )
+    return {
+        "volume_id": volume_id,
+        "days": query_args.days,
+        "points": result.points,
+        "span_days": result.span_days,
+        "current_size_bytes": result.current_size,
+        "growth_bytes_per_day": result.growth_bytes_per_day,
+        "growth_stderr_bytes_per_day": result.growth_stderr_bytes_per_day,
+        "r_squared": result.r_squared,
+        "confidence": result.confidence,
+        "message": result.message,
+        "projected_at": result.projected_at,
+        "projected_size_bytes": result.projected_size,
+        "filesystem": filesystem,
+        "full_at": result.full_at,
+        "full_reason": result.full_reason,
+    }

@@ -1,0 +1,229 @@
+"""Scheduled rescans: every volume about once per `scan_interval_seconds`, spread out.
+
+Each volume has a fixed place in the interval (a hash of its name), so the volumes' scans
+are spread evenly over it instead of all falling due together. A volume is due at its next
+place at least half an interval after its last scan (by anyone) or the scheduler's last
+attempt, so a scan made on request pushes the scheduled one back, a failing volume is not
+retried on every tick, and the steady state is one scan per interval. A volume never scanned
+is due soon after it is first seen (a random delay of up to 30 s, or the interval if
+shorter, so many new volumes do not arrive at once).
+
+Every tick the scheduler queues the volumes that are due, earliest first, through
+`ScanCoordinator.request` (so joins, the load throttle and persistence apply), and keeps at
+most `scanner_workers` of its own jobs open: it never floods the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from common.settings import Settings
+from services.gateway.catalog import VolumeCatalog
+from services.gateway.errors import ApiError
+from services.gateway.scan_broker import ScanBroker
+from services.gateway.scans import ScanCoordinator
+
+log = logging.getLogger("gateway.scheduler")
+
+NEW_VOLUME_DELAY_MAX_SECONDS = 30.0
+QUEUE_ALL_MIN_INTERVAL_SECONDS = 60.0
+
+
+@lru_cache(maxsize=65_536)
+def phase(name: str) -> float:
+    """The volume's fixed place in the interval, as a fraction in [0, 1)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") / 2**64
+
+
+def next_due(name: str, last_scan: float, interval: float) -> float:
+    """Unix time of the volume's first place in the interval at least interval/2 after
+    `last_scan`: between half an interval and one and a half after it."""
+    offset = phase(name) * interval
+    earliest = last_scan + interval / 2
+    return offset + math.ceil((earliest - offset) / interval) * interval
+
+
+def _timestamp(moment: float | None) -> datetime | None:
+    return None if moment is None else datetime.fromtimestamp(moment, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    volume_id: str
+    last_scan_at: datetime | None
+    next_scan_at: datetime | None
+    queued: bool
+
+
+class ScanScheduler:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: VolumeCatalog,
+        scans: ScanCoordinator,
+        broker: ScanBroker,
+    ) -> None:
+        self.interval = settings.scan_interval_seconds
+        self.tick_seconds = settings.scheduler_tick_seconds
+        self.max_pending = settings.scanner_workers
+        self.catalog = catalog
+        self.scans = scans
+        self.broker = broker
+        self.last_run_at: float | None = None  # when the scheduler last queued a scan
+        self._first_due: dict[str, float] = {}  # never-scanned volumes: first scan due at
+        self._attempted: dict[str, float] = {}  # when the scheduler last queued each volume
+        self._pending: set[str] = set()  # scan_ids it queued that are still open
+        self._last_queue_all: float | None = None  # monotonic
+        self._paused_code: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval > 0
+
+    # --- when -------------------------------------------------------------------------
+
+    def due_at(self, name: str, now: float) -> float:
+        latest = self.catalog.latest_result(name)
+        moments = [self._attempted.get(name), latest.scanned_at.timestamp() if latest else None]
+        last = max((moment for moment in moments if moment is not None), default=None)
+        if last is not None:
+            return next_due(name, last, self.interval)
+        if name not in self._first_due:
+            delay = random.uniform(0, min(self.interval, NEW_VOLUME_DELAY_MAX_SECONDS))
+            self._first_due[name] = now + delay
+        return self._first_due[name]
+
+    def schedule(self, now: float | None = None) -> list[ScheduleEntry]:
+        """Every volume with its last and next scan, soonest first."""
+        now = time.time() if now is None else now
+        entries = []
+        for name in self.catalog.names():
+            latest = self.catalog.latest_result(name)
+            entries.append(
+                ScheduleEntry(
+                    volume_id=name,
+                    last_scan_at=latest.scanned_at if latest else None,
+                    next_scan_at=_timestamp(self.due_at(name, now)) if self.enabled else None,
+                    queued=name in self.scans.active_by_volume,
+                )
+            )
+        far = datetime.max.replace(tzinfo=UTC)
+        return sorted(entries, key=lambda entry: (entry.next_scan_at or far, entry.volume_id))
+
+    def pending_count(self) -> int:
+        self._pending &= set(self.scans.jobs)
+        return len(self._pending)
+
+    # --- running ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        log.info("scheduler started interval=%.1fs tick=%.2fs", self.interval, self.tick_seconds)
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("scheduler tick failed")
+
+    async def run_once(self, now: float | None = None) -> int:
+        """Queue the volumes due now, at most up to the pending limit; how many were queued."""
+        now = time.time() if now is None else now
+        names = self.catalog.names()
+        known = set(names)
+        for seen in (self._first_due, self._attempted):
+            for gone in seen.keys() - known:
+                del seen[gone]
+        room = self.max_pending - self.pending_count()
+        if room <= 0:
+            return 0
+        due = sorted(
+            (self.due_at(name, now), name)
+            for name in names
+            if name not in self.scans.active_by_volume
+        )
+        queued = 0
+        for due_at, name in due:
+            if due_at > now or queued >= room:
+                break
+            try:
+                job = await self.scans.request(name, "native")
+            except ApiError as error:
+                if error.code == "VOLUME_NOT_FOUND":
+                    continue  # removed while we were queueing
+                if self._paused_code != error.code:
+                    log.warning("scheduled scans paused code=%s", error.code)
+                    self._paused_code = error.code
+                break
+            if self._paused_code is not None:
+                log.info("scheduled scans resumed")
+                self._paused_code = None
+            self._pending.add(job.row.scan_id)
+            self._attempted[name] = now
+            self.last_run_at = now
+            queued += 1
+            log.info(
+                "scheduled scan_id=%s volume_id=%s late_seconds=%.1f",
+                job.row.scan_id,
+                name,
+                now - due_at,
+            )
+        return queued
+
+    # --- everything now ---------------------------------------------------------------
+
+    async def queue_all(self) -> dict[str, str]:
+        """Queue (or join) a scan of every volume; at most once a minute."""
+        now = time.monotonic()
+        if self._last_queue_all is not None:
+            wait = QUEUE_ALL_MIN_INTERVAL_SECONDS - (now - self._last_queue_all)
+            if wait > 0:
+                seconds = math.ceil(wait)
+                raise ApiError(
+                    429,
+                    "RATE_LIMITED",
+                    f"all volumes were queued less than a minute ago; retry in {seconds} s",
+                    details={"retry_after_seconds": seconds},
+                    headers={"Retry-After": str(seconds)},
+                )
+        if self.broker.alive_count() == 0:
+            raise ApiError(503, "SCANNER_UNAVAILABLE", "no scanner worker is alive")
+        self._last_queue_all = now
+        scan_ids: dict[str, str] = {}
+        for name in self.catalog.names():
+            try:
+                job = await self.scans.request(name, "native")
+            except ApiError as error:
+                if error.code != "VOLUME_NOT_FOUND":
+                    raise
+                continue
+            scan_ids[name] = job.row.scan_id
+        log.info("queued all volumes=%d", len(scan_ids))
+        return scan_ids
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        entries = self.schedule(now)
+        upcoming = [e.next_scan_at for e in entries if e.next_scan_at and not e.queued]
+        return {
+            "enabled": self.enabled,
+            "interval_seconds": self.interval,
+            "tick_seconds": self.tick_seconds,
+            "queue_depth": self.scans.queue_depth(),
+            "workers_alive": self.broker.alive_count(),
+            "workers_busy": self.broker.busy_count(),
+            "scheduled_pending": self.pending_count(),
+            "max_pending": self.max_pending,
+            "due_now": sum(1 for moment in upcoming if moment.timestamp() <= now),
+            "last_run_at": _timestamp(self.last_run_at),
+            "next_run_at": min(upcoming, default=None),
+            "schedule": [asdict(entry) for entry in entries],
+        }

@@ -1,0 +1,28 @@
+"""Scheduler routes: the schedule and its state, and queueing every volume now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint
+from quart_schema import validate_response
+
+from services.gateway.api_models import BulkScanOut, ErrorBody, SchedulerOut
+from services.gateway.runtime import runtime
+
+blueprint = Blueprint("scheduler", __name__, url_prefix="/api/v1")
+
+
+@blueprint.get("/scheduler")
+@validate_response(SchedulerOut, 200)
+async def scheduler_status() -> dict[str, Any]:
+    return runtime().scheduler.status()
+
+
+@blueprint.post("/scans/all")
+@validate_response(BulkScanOut, 202)
+@validate_response(ErrorBody, 429)
+@validate_response(ErrorBody, 503)
+async def scan_all() -> tuple[dict[str, Any], int]:
+    scan_ids = await runtime().scheduler.queue_all()
+    return {"scan_ids": scan_ids, "total": len(scan_ids)}, 202

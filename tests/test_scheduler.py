@@ -1,0 +1,171 @@
+"""Issue 7: scheduled rescans (spread, throttled, never flooding) and queueing everything."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from services.gateway.scheduler import next_due, phase
+from tests.support.api import NEVER_THROTTLED, start_services, wait_scan_status, wait_scanners
+from tests.support.engine import PrivateEngine
+from tests.support.processes import Stack
+from tests.support.trees import mountpoint
+from tests.support.waiting import wait_until
+
+INTERVAL = 4.0
+VOLUMES = ("vv-s-a", "vv-s-b", "vv-s-c")
+
+
+def _scheduler(stack: Stack) -> dict[str, Any]:
+    response = httpx.get(stack.base_url + "/api/v1/scheduler")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _points(stack: Stack, name: str) -> int:
+    response = httpx.get(f"{stack.base_url}/api/v1/volumes/{name}/history")
+    return int(response.json()["total"]) if response.status_code == 200 else 0
+
+
+def _volume(stack: Stack, name: str) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{stack.base_url}/api/v1/volumes/{name}").json()
+    return body
+
+
+def _create(engine: PrivateEngine, name: str) -> None:
+    engine.client.volumes.create(name)
+    (mountpoint(engine, name) / "data").write_bytes(name.encode() * 100)
+
+
+def test_every_volume_is_rescanned_and_a_new_one_scanned_unasked(
+    engine: PrivateEngine, stack: Stack
+) -> None:
+    for name in VOLUMES:
+        _create(engine, name)
+    stack.configure(
+        VV_SCAN_INTERVAL=INTERVAL,
+        VV_SCHEDULER_TICK=0.2,
+        VV_SCAN_LOAD_THRESHOLD=NEVER_THROTTLED,
+    )
+    stack.start()
+    stack.wait_http_ready()
+    wait_until(
+        lambda: all(_points(stack, name) >= 2 for name in VOLUMES),
+        90,
+        interval=0.2,
+        message="not every volume was scanned twice",
+    )
+    for name in VOLUMES:
+        assert _volume(stack, name)["size_bytes"] == len(name) * 100
+
+    _create(engine, "vv-s-new")
+    wait_until(
+        lambda: _volume(stack, "vv-s-new").get("last_scan_at"),
+        60,
+        message="the new volume was never scanned",
+    )
+    assert _volume(stack, "vv-s-new")["size_bytes"] == len("vv-s-new") * 100
+
+    status = _scheduler(stack)
+    assert status["enabled"] is True and status["interval_seconds"] == INTERVAL
+    assert status["max_pending"] == 2 and status["workers_alive"] == 2
+    assert status["last_run_at"] is not None and status["next_run_at"] is not None
+    schedule = {entry["volume_id"]: entry for entry in status["schedule"]}
+    assert set(schedule) == {*VOLUMES, "vv-s-new"}
+    assert all(entry["next_scan_at"] is not None for entry in schedule.values())
+    # Nobody asked: every scan the gateway queued was queued by the scheduler.
+    log = stack["gateway"].log_text()
+    assert log.count("gateway.scans: queued scan_id=") == log.count("scheduled scan_id=")
+
+
+def test_scheduled_scans_wait_for_the_load_throttle_without_flooding_the_queue(
+    engine: PrivateEngine, stack: Stack, cpu_hog: Any
+) -> None:
+    stack.configure(VV_SCAN_INTERVAL=3, VV_SCHEDULER_TICK=0.2, VV_SCAN_LOAD_THRESHOLD=50)
+    stack.start()
+    stack.wait_http_ready()
+    wait_scanners(stack)
+    time.sleep(1.0)  # the workers' load samples see the hog
+    for name in VOLUMES:
+        _create(engine, name)
+
+    def held_back() -> bool:
+        status = _scheduler(stack)
+        return bool(status["scheduled_pending"] == 2 and status["due_now"] == 1)
+
+    # Three volumes are due, two workers: two jobs queued, the third held back.
+    wait_until(held_back, 30, message="the scheduler did not queue exactly two of three")
+    observed = []
+    for _ in range(6):
+        time.sleep(0.5)
+        status = _scheduler(stack)
+        observed.append((status["queue_depth"], status["workers_busy"], status["due_now"]))
+        assert all(_volume(stack, name)["last_scan_at"] is None for name in VOLUMES)
+    assert observed == [(2, 0, 1)] * 6, observed
+    # Only the throttle held them: a pool that ignores the host's load runs them all. (A
+    # pool that waits for the host to calm down would also wait for whatever else runs on a
+    # shared test machine; tests/test_scans.py covers that case.)
+    cpu_hog.set()
+    stack["scanner"].terminate()
+    stack.configure(VV_SCAN_LOAD_THRESHOLD=NEVER_THROTTLED)
+    stack.start("scanner")
+    wait_until(
+        lambda: all(_volume(stack, name)["last_scan_at"] for name in VOLUMES),
+        60,
+        message="the held-back scheduled scans never ran once the throttle allowed them",
+    )
+
+
+def test_scan_all_queues_every_volume_at_most_once_a_minute(
+    engine: PrivateEngine, stack: Stack
+) -> None:
+    for name in VOLUMES:
+        _create(engine, name)
+    start_services(stack, *VOLUMES)
+    assert _scheduler(stack)["enabled"] is False  # VV_SCAN_INTERVAL=0 in tests by default
+
+    url = stack.base_url + "/api/v1/scans/all"
+    first = httpx.post(url)
+    assert first.status_code == 202, first.text
+    body = first.json()
+    assert set(body["scan_ids"]) == set(VOLUMES) and body["total"] == len(VOLUMES)
+    for scan_id in body["scan_ids"].values():
+        wait_scan_status(stack, scan_id, "completed")
+
+    again = httpx.post(url)
+    assert again.status_code == 429
+    error = again.json()
+    assert error["code"] == "RATE_LIMITED" and error["message"] and error["request_id"]
+    assert 0 < error["details"]["retry_after_seconds"] <= 60
+    assert int(again.headers["Retry-After"]) == error["details"]["retry_after_seconds"]
+
+
+# --- the spreading arithmetic (pure) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("interval", [4.0, 3600.0])
+def test_next_scan_is_half_to_one_and_a_half_intervals_after_the_last(interval: float) -> None:
+    last = 1_700_000_123.25
+    for index in range(500):
+        due = next_due(f"volume-{index}", last, interval)
+        assert last + interval / 2 <= due < last + 1.5 * interval
+
+
+def test_a_scan_on_time_makes_the_next_one_a_whole_interval_later() -> None:
+    interval = 3600.0
+    for name in ("a", "postgres-data", "0" * 64):
+        slot = next_due(name, 1_700_000_000.0, interval)
+        assert next_due(name, slot, interval) == pytest.approx(slot + interval)
+        late = slot + 0.3 * interval  # a slow scan does not shift the volume's place
+        assert next_due(name, late, interval) == pytest.approx(slot + interval)
+
+
+def test_volumes_are_spread_over_the_interval() -> None:
+    tenths = [0] * 10
+    for index in range(2000):
+        tenths[int(phase(f"vol{index}") * 10)] += 1
+    assert min(tenths) > 150 and max(tenths) < 250, tenths  # 200 each when perfectly even
