@@ -12,13 +12,13 @@ from quart_schema import validate_querystring, validate_response
 
 from common.messages import utc_now
 from services.gateway.api_models import (
-    ErrorBody,
     ForecastOut,
     ForecastQuery,
     HistoryOut,
     HistoryQuery,
 )
 from services.gateway.forecast import forecast
+from services.gateway.openapi_doc import document_errors
 from services.gateway.runtime import runtime
 from services.gateway.volumes_api import find_volume
 
@@ -30,8 +30,7 @@ STATVFS_TIMEOUT_SECONDS = 5.0
 @blueprint.get("/volumes/<volume_id>/history")
 @validate_querystring(HistoryQuery)
 @validate_response(HistoryOut, 200)
-@validate_response(ErrorBody, 400)
-@validate_response(ErrorBody, 404)
+@document_errors(400, 404)
 async def volume_history(volume_id: str, query_args: HistoryQuery) -> dict[str, Any]:
     find_volume(volume_id)
     points, total = await runtime().history.points(
@@ -71,8 +70,7 @@ async def filesystem_of(path: str) -> dict[str, Any]:
 @blueprint.get("/volumes/<volume_id>/forecast")
 @validate_querystring(ForecastQuery)
 @validate_response(ForecastOut, 200)
-@validate_response(ErrorBody, 400)
-@validate_response(ErrorBody, 404)
+@document_errors(400, 404)
 async def volume_forecast(volume_id: str, query_args: ForecastQuery) -> dict[str, Any]:
     view = find_volume(volume_id)
     sizes = await runtime().history.sizes(volume_id)

@@ -7,8 +7,9 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_response
 
-from services.gateway.api_models import ErrorBody, OrphanedReportOut, OrphanedReportQuery
+from services.gateway.api_models import OrphanedReportOut, OrphanedReportQuery
 from services.gateway.listing import filter_views, list_page
+from services.gateway.openapi_doc import document_errors
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("reports", __name__, url_prefix="/api/v1")
@@ -17,7 +18,7 @@ blueprint = Blueprint("reports", __name__, url_prefix="/api/v1")
 @blueprint.get("/reports/orphaned")
 @validate_querystring(OrphanedReportQuery)
 @validate_response(OrphanedReportOut, 200)
-@validate_response(ErrorBody, 400)
+@document_errors(400)
 async def orphaned_report(query_args: OrphanedReportQuery) -> dict[str, Any]:
     """Paged like `/volumes` (same filters; `orphaned` is always true), sorted by size."""
     query = query_args.model_copy(update={"orphaned": True})

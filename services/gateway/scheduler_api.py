@@ -7,7 +7,8 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import validate_response
 
-from services.gateway.api_models import BulkScanOut, ErrorBody, SchedulerOut
+from services.gateway.api_models import BulkScanOut, SchedulerOut
+from services.gateway.openapi_doc import document_errors
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("scheduler", __name__, url_prefix="/api/v1")
@@ -21,8 +22,7 @@ async def scheduler_status() -> dict[str, Any]:
 
 @blueprint.post("/scans/all")
 @validate_response(BulkScanOut, 202)
-@validate_response(ErrorBody, 429)
-@validate_response(ErrorBody, 503)
+@document_errors(429, 503)
 async def scan_all() -> tuple[dict[str, Any], int]:
     scan_ids = await runtime().scheduler.queue_all()
     return {"scan_ids": scan_ids, "total": len(scan_ids)}, 202

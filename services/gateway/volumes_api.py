@@ -16,25 +16,19 @@ from quart_schema import validate_querystring, validate_response
 
 from services.gateway.api_models import (
     AttachmentListOut,
-    OrphanedReportOut,
-    SortKey,
     VolumeDetailOut,
     VolumeListOut,
     VolumeListQuery,
 )
 from services.gateway.catalog import VolumeView
 from services.gateway.errors import ApiError, volume_not_found
-from services.gateway.listing import filter_views, list_page
+from services.gateway.listing import list_page
 from services.gateway.openapi_doc import document_errors
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("volumes", __name__, url_prefix="/api/v1")
 
 VOLUME_ID_MAX_BYTES = 255
-ORPHANED_SORT = [
-    SortKey(field="size_bytes", direction="desc"),
-    SortKey(field="name", direction="asc"),
-]
 
 
 def volume_id_problem(volume_id: str) -> str | None:
@@ -72,20 +66,6 @@ def find_volume(volume_id: str) -> VolumeView:
 async def list_volumes(query_args: VolumeListQuery) -> dict[str, Any]:
     page, envelope = list_page(runtime().catalog.views(), query_args)
     return {"data": [view.json for view in page], **envelope}
-
-
-@blueprint.get("/reports/orphaned")
-@validate_querystring(VolumeListQuery)
-@validate_response(OrphanedReportOut, 200)
-@document_errors(400)
-async def orphaned_report(query_args: VolumeListQuery) -> dict[str, Any]:
-    """Orphaned volumes, largest first, paged like /volumes; `total_size_bytes` is reclaimable."""
-    query = query_args.model_copy(update={"orphaned": True})
-    keys = None if "sort" in query_args.model_fields_set else ORPHANED_SORT
-    views = runtime().catalog.views()
-    page, envelope = list_page(views, query, keys)
-    reclaimable = sum(view.result.total_size for view in filter_views(views, query) if view.result)
-    return {"data": [view.json for view in page], **envelope, "total_size_bytes": reclaimable}
 
 
 @blueprint.get("/volumes/<volume_id>/attachments")
