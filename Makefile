@@ -23,8 +23,8 @@ LINT_PATHS := common services tests
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
 
-# Re-install only when pyproject.toml changes (or the venv is missing).
-$(STAMP): pyproject.toml
+# Re-install only when the packaging or the C walk changes (or the venv is missing).
+$(STAMP): pyproject.toml setup.py services/scanner/_walkc.c
 	@if [ ! -x $(BIN)/python ]; then \
 	    scripts/ensure-python-venv.sh $(PYTHON); \
 	    rm -rf $(VENV); \
