@@ -16,6 +16,7 @@ from quart import current_app
 from common import bus
 from common.settings import Settings
 from services.gateway.catalog import VolumeCatalog
+from services.gateway.listing import ListingCache
 from services.gateway.scan_broker import ScanBroker
 from services.gateway.scans import ScanCoordinator
 from services.gateway.state_client import StateClient
@@ -34,6 +35,7 @@ class GatewayRuntime:
         self.instance = uuid.uuid4().hex
         self.context = zmq.asyncio.Context()
         self.catalog = VolumeCatalog()
+        self.listings = ListingCache(self.catalog)
         self.hub = WsHub(
             self.catalog, settings.volume_update_interval_seconds, settings.ws_send_queue_messages
         )

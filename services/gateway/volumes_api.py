@@ -16,7 +16,6 @@ from services.gateway.api_models import (
 )
 from services.gateway.catalog import VolumeView
 from services.gateway.errors import volume_not_found
-from services.gateway.listing import list_page
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("volumes", __name__, url_prefix="/api/v1")
@@ -36,7 +35,7 @@ def find_volume(volume_id: str) -> VolumeView:
 @validate_response(VolumeListOut, 200)
 @validate_response(ErrorBody, 400)
 async def list_volumes(query_args: VolumeListQuery) -> dict[str, Any]:
-    page, envelope = list_page(runtime().catalog.views(), query_args)
+    page, envelope = runtime().listings.page(query_args)
     return {"data": [view.json for view in page], **envelope}
 
 
