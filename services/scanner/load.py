@@ -12,18 +12,6 @@ import psutil
 SAMPLE_WINDOW_SECONDS = 0.3
 
 
-def _runnable() -> int | None:
-    """Tasks running or waiting for a CPU right now, host-wide (/proc/stat procs_running)."""
-    try:
-        with open("/proc/stat", "rb") as stat:
-            for line in stat:
-                if line.startswith(b"procs_running "):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def _busy_and_total() -> tuple[float, float]:
     """System-wide (busy, total) CPU seconds; guest time is already inside user on Linux."""
     fields: dict[str, float] = psutil.cpu_times()._asdict()
@@ -38,12 +26,6 @@ class HostLoad:
     The pool's own CPU time (its parent, every worker and their `du` children) is taken
     out, so a scan never throttles itself. Readings are cached for a window, so `busy()`
     is cheap enough to call on every walk tick.
-
-    Usage alone cannot see a host that other work would fill if we let it: with a hog on
-    every core and a walk on one of them, the hogs get only the other cores' worth and look
-    half as busy as they are. So the reading is the larger of that usage and the others'
-    demand: their runnable tasks (host-wide runnable minus ours) per CPU, taken as the
-    smaller of the last two readings so a momentary burst does not count.
     """
 
     def __init__(
@@ -58,47 +40,35 @@ class HostLoad:
         self._percent = 0.0
         self._sampled_at = time.monotonic()
         self._busy, self._total = _busy_and_total()
-        self._cpus = psutil.cpu_count() or 1
-        self._last_demand = 0.0
-        self._own, _ = self._own_cpu()
+        self._own: dict[int, float] = self._own_cpu()
 
-    def _own_cpu(self) -> tuple[dict[int, float], int]:
-        """CPU seconds used so far by each process of the pool's tree, by pid, and how many
-        of them are running now."""
+    def _own_cpu(self) -> dict[int, float]:
+        """CPU seconds used so far by each process of the pool's tree, by pid."""
         try:
             root = psutil.Process(self._pool_pid)
             processes = [root, *root.children(recursive=True)]
         except psutil.Error:
             processes = [psutil.Process()]
         seconds: dict[int, float] = {}
-        running = 0
         for process in processes:
             try:
-                with process.oneshot():
-                    times = process.cpu_times()
-                    running += process.status() == psutil.STATUS_RUNNING
+                times = process.cpu_times()
             except psutil.Error:
                 continue  # exited while we looked: its time is gone either way
             seconds[process.pid] = times.user + times.system
-        return seconds, running
+        return seconds
 
     def sample(self) -> float:
         """Take a reading now (ignoring the cache) and return the percentage."""
         now = time.monotonic()
         busy, total = _busy_and_total()
-        runnable = _runnable()
-        own, own_running = self._own_cpu()
+        own = self._own_cpu()
         # A pid new since the last reading started inside the window: all its time counts.
         own_delta = sum(used - self._own.get(pid, 0.0) for pid, used in own.items())
         total_delta = total - self._total
-        demand = 0.0
-        if runnable is not None:
-            demand = 100.0 * max(0, runnable - own_running) / self._cpus
-        sustained_demand, self._last_demand = min(demand, self._last_demand), demand
         if total_delta > 0:
             other = (busy - self._busy) - max(own_delta, 0.0)
-            usage = 100.0 * other / total_delta
-            self._percent = min(100.0, max(0.0, usage, sustained_demand))
+            self._percent = min(100.0, max(0.0, 100.0 * other / total_delta))
         self._busy, self._total, self._own, self._sampled_at = busy, total, own, now
         return self._percent
 
