@@ -4,7 +4,7 @@
 #   make test    run the test suite against a private, throw-away Docker engine
 #                (extra pytest arguments: make test PYTEST_ARGS="-k foo -x")
 #   make lint    ruff + mypy
-#   make bench   run bench/run_all.py when it exists
+#   make bench   run every benchmark against its peer (bench/, ~10 min; needs root)
 #   make clean   remove the venv and caches
 
 SHELL := /bin/bash
@@ -16,6 +16,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 LINT_PATHS := common services tests
 
 .PHONY: help setup run test lint bench clean
@@ -23,8 +24,8 @@ LINT_PATHS := common services tests
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
 
-# Re-install only when pyproject.toml changes (or the venv is missing).
-$(STAMP): pyproject.toml
+# Re-install only when the packaging or the C walk changes (or the venv is missing).
+$(STAMP): pyproject.toml setup.py services/scanner/_walkc.c
 	@if [ ! -x $(BIN)/python ]; then \
 	    scripts/ensure-python-venv.sh $(PYTHON); \
 	    rm -rf $(VENV); \
@@ -45,15 +46,12 @@ test: setup
 	exit $$rc
 
 lint: setup
-	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff check $(LINT_PATHS) bench
 	$(BIN)/mypy $(LINT_PATHS)
 
 bench: setup
-	@if [ -f bench/run_all.py ]; then \
-	    $(BIN)/python bench/run_all.py; \
-	else \
-	    echo "bench/run_all.py not found; nothing to run"; \
-	fi
+	scripts/ensure-docker.sh
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

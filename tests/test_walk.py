@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from services.scanner import du_method
+from services.scanner import walk as walk_module
 from services.scanner.errors import ScanError
 from services.scanner.mounts import _mounts_from_mountinfo, filesystem_type
 from services.scanner.walk import WalkCounters, WalkOutcome, walk_volume
@@ -22,6 +25,21 @@ MiB = 1024 * 1024
 NOBODY = 65534
 
 needs_du = pytest.mark.skipif(shutil.which("du") is None, reason="du not installed")
+
+Walk = Callable[..., WalkOutcome]
+
+
+@pytest.fixture(params=["c", "python"])
+def walk(request: pytest.FixtureRequest) -> Walk:
+    """walk_volume with each implementation: every contract test runs against both."""
+    if request.param not in walk_module.IMPLEMENTATIONS:
+        pytest.skip("the C walk is not built (no compiler where this was installed)")
+    return functools.partial(walk_volume, implementation=request.param)
+
+
+def test_the_c_walk_is_built_and_the_default() -> None:
+    # `pip install -e .` compiles it wherever gcc and the Python headers exist (CI does).
+    assert walk_module.IMPLEMENTATION == "c"
 
 
 def du_bytes(path: str | Path) -> int:
@@ -109,9 +127,9 @@ EXPECTED_TOTAL = (
 
 
 @needs_du
-def test_known_tree_every_field(known_tree: Path) -> None:
+def test_known_tree_every_field(walk: Walk, known_tree: Path) -> None:
     before = open_fds()
-    outcome = walk_volume(str(known_tree))
+    outcome = walk(str(known_tree))
     assert open_fds() == before
     assert outcome.file_count == EXPECTED_FILES
     assert outcome.directory_count == EXPECTED_DIRS
@@ -125,20 +143,20 @@ def test_known_tree_every_field(known_tree: Path) -> None:
     assert outcome.duration_ns > 0
 
 
-def test_disk_usage_counts_every_inode_once_including_root(tmp_path: Path) -> None:
+def test_disk_usage_counts_every_inode_once_including_root(walk: Walk, tmp_path: Path) -> None:
     root = tmp_path / "vol"
     (root / "d").mkdir(parents=True)
     (root / "d" / "f").write_bytes(b"x" * 5000)
     os.link(root / "d" / "f", root / "g")
     os.link(root / "d" / "f", root / "d" / "h")
     expected = sum(os.lstat(p).st_blocks * 512 for p in (root, root / "d", root / "d" / "f"))
-    outcome = walk_volume(str(root))
+    outcome = walk(str(root))
     assert outcome.disk_usage == expected
     assert outcome.total_size == 5000
     assert outcome.file_count == 3  # each path counts
 
 
-def test_ticks_report_running_totals_and_can_abort(tmp_path: Path) -> None:
+def test_ticks_report_running_totals_and_can_abort(walk: Walk, tmp_path: Path) -> None:
     root = tmp_path / "vol"
     for d in range(5):
         (root / f"d{d}").mkdir(parents=True)
@@ -149,7 +167,7 @@ def test_ticks_report_running_totals_and_can_abort(tmp_path: Path) -> None:
     def tick(counters: WalkCounters) -> None:
         seen.append(WalkCounters(**{k: getattr(counters, k) for k in counters.__slots__}))
 
-    outcome = walk_volume(str(root), tick, tick_every=10)
+    outcome = walk(str(root), tick, tick_every=10)
     assert len(seen) == outcome.entries // 10
     assert [c.entries for c in seen] == sorted(c.entries for c in seen)
     assert seen[-1].total_size <= outcome.total_size == 1000
@@ -162,11 +180,11 @@ def test_ticks_report_running_totals_and_can_abort(tmp_path: Path) -> None:
 
     before = open_fds()
     with pytest.raises(Cancelled):
-        walk_volume(str(root), cancel, tick_every=10)
+        walk(str(root), cancel, tick_every=10)
     assert open_fds() == before  # every directory descriptor was closed
 
 
-def test_directory_swapped_after_lstat_is_not_followed(tmp_path: Path) -> None:
+def test_directory_swapped_after_lstat_is_not_followed(walk: Walk, tmp_path: Path) -> None:
     """Between a directory's lstat and its open, replace it: the walk must not descend."""
     root = tmp_path / "vol"
     elsewhere = tmp_path / "elsewhere"
@@ -187,7 +205,7 @@ def test_directory_swapped_after_lstat_is_not_followed(tmp_path: Path) -> None:
             os.mkdir(root / "d2")
             os.link(elsewhere / "big", root / "d2" / "big")
 
-    outcome = walk_volume(str(root), swap, tick_every=1)
+    outcome = walk(str(root), swap, tick_every=1)
     assert outcome.skipped == 1
     assert outcome.file_count == 3
     assert outcome.total_size == 300
@@ -195,7 +213,7 @@ def test_directory_swapped_after_lstat_is_not_followed(tmp_path: Path) -> None:
 
 
 @needs_du
-def test_other_filesystems_are_left_out_like_du_x(tmp_path: Path) -> None:
+def test_other_filesystems_are_left_out_like_du_x(walk: Walk, tmp_path: Path) -> None:
     root = tmp_path / "vol"
     (root / "mnt").mkdir(parents=True)
     (root / "here").write_bytes(b"h" * 1000)
@@ -207,7 +225,7 @@ def test_other_filesystems_are_left_out_like_du_x(tmp_path: Path) -> None:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr!r}")
     try:
         (root / "mnt" / "there").write_bytes(b"t" * 5000)
-        outcome = walk_volume(str(root))
+        outcome = walk(str(root))
         du_x = subprocess.run(
             ["du", "-s", "-x", "-B1", str(root)], check=True, capture_output=True, text=True
         ).stdout
@@ -218,6 +236,77 @@ def test_other_filesystems_are_left_out_like_du_x(tmp_path: Path) -> None:
     assert outcome.total_size == 1000
     assert outcome.skipped == 0
     assert outcome.disk_usage == int(du_x.split("\t", 1)[0])
+
+
+def test_bind_mounted_ancestor_is_a_cycle_walked_once(walk: Walk, tmp_path: Path) -> None:
+    root = tmp_path / "vol"
+    (root / "sub" / "loop").mkdir(parents=True)
+    (root / "sub" / "f").write_bytes(b"x" * 10)
+    mounted = subprocess.run(
+        ["mount", "--bind", str(root), str(root / "sub" / "loop")], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr!r}")
+    try:
+        outcome = walk(str(root))
+    finally:
+        subprocess.run(["umount", str(root / "sub" / "loop")], check=True)
+    # sub/loop is the root again, on the same filesystem: counted, never entered.
+    assert outcome.skipped == 1
+    assert outcome.directory_count == 2
+    assert outcome.file_count == 1
+
+
+def make_random_tree(root: Path, seed: int, entries: int) -> None:
+    """Directories, files of random sizes, hardlinks (also across directories), symlinks."""
+    rng = random.Random(seed)
+    dirs = [root]
+    files: list[Path] = []
+    root.mkdir()
+    for index in range(entries):
+        parent = rng.choice(dirs)
+        roll = rng.random()
+        if roll < 0.12:
+            (parent / f"d{index}").mkdir()
+            dirs.append(parent / f"d{index}")
+        elif roll < 0.2 and files:
+            os.link(rng.choice(files), parent / f"h{index}")
+        elif roll < 0.25:
+            os.symlink(f"target-{index}" * rng.randint(1, 5), parent / f"s{index}")
+        else:
+            (parent / f"f{index}").write_bytes(b"r" * rng.randint(0, 20_000))
+            files.append(parent / f"f{index}")
+
+
+@needs_du
+def test_c_and_python_walks_agree_on_a_random_tree(tmp_path: Path) -> None:
+    if "c" not in walk_module.IMPLEMENTATIONS:
+        pytest.skip("the C walk is not built")
+    make_random_tree(tmp_path / "vol", seed=7, entries=3000)
+    ticks: dict[str, list[int]] = {"c": [], "python": []}
+    outcomes = {
+        name: walk_volume(
+            str(tmp_path / "vol"),
+            functools.partial(lambda seen, counters: seen.append(counters.file_count), ticks[name]),
+            tick_every=97,
+            max_open_dirs=3,
+            implementation=name,
+        )
+        for name in ("c", "python")
+    }
+    c, python = outcomes["c"], outcomes["python"]
+    assert (c.total_size, c.disk_usage, c.file_count, c.directory_count, c.largest_file) == (
+        python.total_size,
+        python.disk_usage,
+        python.file_count,
+        python.directory_count,
+        python.largest_file,
+    )
+    assert c.skipped == python.skipped == 0
+    assert c.entries == python.entries == 3000
+    assert len(ticks["c"]) == len(ticks["python"]) == 3000 // 97
+    assert c.disk_usage == du_bytes(tmp_path / "vol")
+    assert c.total_size == moby_calc_size(tmp_path / "vol")
 
 
 # --- depth beyond PATH_MAX --------------------------------------------------------------
@@ -255,10 +344,10 @@ def deep_tree(tmp_path: Path) -> Iterator[Path]:
 
 @needs_du
 @pytest.mark.parametrize("max_open_dirs", [256, 7])
-def test_tree_deeper_than_path_max(deep_tree: Path, max_open_dirs: int) -> None:
+def test_tree_deeper_than_path_max(walk: Walk, deep_tree: Path, max_open_dirs: int) -> None:
     sides = DEPTH // SIDE_EVERY
     before = open_fds()
-    outcome = walk_volume(str(deep_tree), max_open_dirs=max_open_dirs)
+    outcome = walk(str(deep_tree), max_open_dirs=max_open_dirs)
     assert open_fds() == before
     assert outcome.directory_count == DEPTH + sides
     assert outcome.file_count == 1 + sides
@@ -272,23 +361,23 @@ def test_tree_deeper_than_path_max(deep_tree: Path, max_open_dirs: int) -> None:
 # --- permissions and bad roots ----------------------------------------------------------
 
 
-def test_missing_root_is_a_path_error(tmp_path: Path) -> None:
+def test_missing_root_is_a_path_error(walk: Walk, tmp_path: Path) -> None:
     with pytest.raises(ScanError) as caught:
-        walk_volume(str(tmp_path / "nope"))
+        walk(str(tmp_path / "nope"))
     assert caught.value.code == "SCAN_PATH_ERROR"
 
 
-def test_file_or_symlink_root_is_a_path_error(tmp_path: Path) -> None:
+def test_file_or_symlink_root_is_a_path_error(walk: Walk, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     (tmp_path / "real").mkdir()
     os.symlink(tmp_path / "real", tmp_path / "link")
     for root in (tmp_path / "file", tmp_path / "link"):
         with pytest.raises(ScanError) as caught:
-            walk_volume(str(root))
+            walk(str(root))
         assert caught.value.code == "SCAN_PATH_ERROR"
 
 
-def _walk_as_nobody(root: str) -> dict[str, object]:
+def _walk_as_nobody(walk: Walk, root: str) -> dict[str, object]:
     """Walk in a forked child that has dropped root, since root ignores mode bits."""
     reader, writer = os.pipe()
     pid = os.fork()
@@ -299,7 +388,7 @@ def _walk_as_nobody(root: str) -> dict[str, object]:
             os.setresgid(NOBODY, NOBODY, NOBODY)
             os.setresuid(NOBODY, NOBODY, NOBODY)
             try:
-                outcome: WalkOutcome = walk_volume(root)
+                outcome: WalkOutcome = walk(root)
                 answer: dict[str, object] = {k: getattr(outcome, k) for k in WalkOutcome.__slots__}
             except ScanError as exc:
                 answer = {"error": exc.code}
@@ -326,7 +415,7 @@ def shared_tmp() -> Iterator[Path]:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to nobody")
-def test_unreadable_entries_are_skipped(shared_tmp: Path) -> None:
+def test_unreadable_entries_are_skipped(walk: Walk, shared_tmp: Path) -> None:
     root = shared_tmp / "vol"
     root.mkdir(mode=0o755)
     root.chmod(0o755)
@@ -340,7 +429,7 @@ def test_unreadable_entries_are_skipped(shared_tmp: Path) -> None:
     listable.mkdir()
     (listable / "f3").write_bytes(b"y" * 10)
     listable.chmod(0o744)  # others may list names but not lstat them: f3 is skipped
-    outcome = _walk_as_nobody(str(root))
+    outcome = _walk_as_nobody(walk, str(root))
     assert outcome["file_count"] == 1
     assert outcome["directory_count"] == 2
     assert outcome["total_size"] == 5
@@ -351,10 +440,10 @@ def test_unreadable_entries_are_skipped(shared_tmp: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to nobody")
-def test_unreadable_root_is_a_permission_error(shared_tmp: Path) -> None:
+def test_unreadable_root_is_a_permission_error(walk: Walk, shared_tmp: Path) -> None:
     root = shared_tmp / "private"
     root.mkdir(mode=0o700)
-    assert _walk_as_nobody(str(root)) == {"error": "SCAN_PERMISSION_ERROR"}
+    assert _walk_as_nobody(walk, str(root)) == {"error": "SCAN_PERMISSION_ERROR"}
 
 
 # --- filesystem type --------------------------------------------------------------------
@@ -373,7 +462,7 @@ def test_mountinfo_parsing_unescapes_and_picks_fstype() -> None:
 
 
 @pytest.mark.skipif(shutil.which("findmnt") is None, reason="findmnt not installed")
-def test_filesystem_type_matches_findmnt(tmp_path: Path) -> None:
+def test_filesystem_type_matches_findmnt(walk: Walk, tmp_path: Path) -> None:
     expected = subprocess.run(
         ["findmnt", "-n", "-o", "FSTYPE", "-T", str(tmp_path)],
         check=True,
@@ -381,7 +470,7 @@ def test_filesystem_type_matches_findmnt(tmp_path: Path) -> None:
         text=True,
     ).stdout.strip()
     assert filesystem_type(str(tmp_path)) == expected
-    assert walk_volume(str(tmp_path)).filesystem_type == expected
+    assert walk(str(tmp_path)).filesystem_type == expected
 
 
 # --- the du method ----------------------------------------------------------------------

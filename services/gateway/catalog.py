@@ -103,12 +103,14 @@ class VolumeCatalog:
         self._listeners: list[ChangeListener] = []
         self.has_state = False
         self.engine_volumes_dir: str | None = None  # last the watcher reported; for scans
+        self.version = 0  # bumped on every visible change (caches key on it)
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
     def _changed(self) -> None:
         self._ordered = [self._views[name] for name in sorted(self._views)]
+        self.version += 1
         for listener in self._listeners:
             listener()
 

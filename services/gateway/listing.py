@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 from services.gateway.api_models import SortKey, VolumeListQuery
-from services.gateway.catalog import VolumeView, rfc3339
+from services.gateway.catalog import VolumeCatalog, VolumeView, rfc3339
 
 
 def filter_views(views: Iterable[VolumeView], query: VolumeListQuery) -> list[VolumeView]:
@@ -61,7 +62,43 @@ def list_page(
 ) -> tuple[list[VolumeView], dict[str, Any]]:
     """The page's views and the envelope around them (without `data`)."""
     keys = keys if keys is not None else query.sort_keys()
-    matches = sort_views(filter_views(views, query), keys)
+    return page_of(sort_views(filter_views(views, query), keys), query, keys)
+
+
+class ListingCache:
+    """Filtered and sorted matches by (catalog version, filters, sort).
+
+    Paging through a list, or many dashboards asking for the same page, then costs a slice
+    instead of a filter and a sort of every volume. Every change of the catalog bumps its
+    version, so a stale list is never served; older entries are dropped at once.
+    """
+
+    def __init__(self, catalog: VolumeCatalog, size: int = 32) -> None:
+        self.catalog = catalog
+        self.size = size
+        self._version = -1
+        self._matches: OrderedDict[str, list[VolumeView]] = OrderedDict()
+
+    def page(self, query: VolumeListQuery) -> tuple[list[VolumeView], dict[str, Any]]:
+        keys = query.sort_keys()
+        if self._version != self.catalog.version:
+            self._matches.clear()
+            self._version = self.catalog.version
+        key = query.model_dump_json(exclude={"page", "page_size"})
+        matches = self._matches.get(key)
+        if matches is None:
+            matches = sort_views(filter_views(self.catalog.views(), query), keys)
+            self._matches[key] = matches
+            if len(self._matches) > self.size:
+                self._matches.popitem(last=False)
+        else:
+            self._matches.move_to_end(key)
+        return page_of(matches, query, keys)
+
+
+def page_of(
+    matches: list[VolumeView], query: VolumeListQuery, keys: list[SortKey]
+) -> tuple[list[VolumeView], dict[str, Any]]:
     start = (query.page - 1) * query.page_size
     envelope = {
         "page": query.page,

@@ -18,6 +18,7 @@ from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.catalog import VolumeCatalog
 from services.gateway.history import History
+from services.gateway.listing import ListingCache
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.rate_limit import ClientRateLimiter
 from services.gateway.scan_broker import ScanBroker
@@ -39,6 +40,7 @@ class GatewayRuntime:
         self.instance = uuid.uuid4().hex
         self.context = zmq.asyncio.Context()
         self.catalog = VolumeCatalog()
+        self.listings = ListingCache(self.catalog)
         self.hub = WsHub(
             self.catalog, settings.volume_update_interval_seconds, settings.ws_send_queue_messages
         )

@@ -1,4 +1,4 @@
-"""Volume routes: listing, one volume, its attachments, the orphaned report.
+"""Volume routes: listing, one volume, its attachments.
 
 A volume id in a path is checked before it is looked up: an id that could never be a
 volume name (empty, `.`/`..`, a path separator, a control or format character such as NUL,
@@ -22,7 +22,6 @@ from services.gateway.api_models import (
 )
 from services.gateway.catalog import VolumeView
 from services.gateway.errors import ApiError, volume_not_found
-from services.gateway.listing import list_page
 from services.gateway.openapi_doc import document_errors
 from services.gateway.runtime import runtime
 
@@ -64,7 +63,7 @@ def find_volume(volume_id: str) -> VolumeView:
 @validate_response(VolumeListOut, 200)
 @document_errors(400)
 async def list_volumes(query_args: VolumeListQuery) -> dict[str, Any]:
-    page, envelope = list_page(runtime().catalog.views(), query_args)
+    page, envelope = runtime().listings.page(query_args)
     return {"data": [view.json for view in page], **envelope}
 
 

@@ -1,5 +1,10 @@
 """The native walk: measure a directory tree with lstat only, as `du -s -B1` and Docker do.
 
+Two implementations of one loop keep these rules: `_walkc.walk` (C, services/scanner/
+_walkc.c, compiled by `pip install -e .`; getdents64 + fstatat, faster than du itself) and
+`_walk_fds` below (pure Python, the fallback where no compiler was available, and the
+reference the C code transcribes). tests/test_walk.py runs every case against both.
+
 Rules the code keeps (the contract's "Scan result" section defines every field):
 
 * Iterative, over directory file descriptors (`openat` + `fstatat`), so a tree far deeper
@@ -98,28 +103,80 @@ def _open_root(root: str | int, flags: int) -> tuple[int, int, os.stat_result]:
     return fd, flags, info
 
 
+Totals = tuple[int, int, int, int, int, int, int, int]
+"""(total_size, disk_usage, file_count, directory_count, largest_file, skipped, entries,
+root_errno): what a walk implementation returns; root_errno != 0 means the root could not be
+listed."""
+
+WalkFds = Callable[
+    [int, int, int, int, int, Callable[[WalkCounters], None] | None, WalkCounters, int, int],
+    Totals,
+]
+
+
 def walk_volume(
     root: str | int,
     on_tick: Callable[[WalkCounters], None] | None = None,
     *,
     tick_every: int = TICK_EVERY_ENTRIES,
     max_open_dirs: int = MAX_OPEN_DIRS,
+    implementation: str | None = None,
 ) -> WalkOutcome:
     """Measure the tree at `root` (a path, or an open directory descriptor); raises
     ScanError when the root itself cannot be scanned.
 
     `on_tick` runs about every `tick_every` entries; an exception it raises aborts the walk
     (all descriptors are closed) and propagates, which is how a caller cancels.
-    One long loop on purpose: the per-entry path calls no helper and reads only locals.
+    `implementation` is "c" or "python" (default: IMPLEMENTATION, the C loop when built).
     """
-    if max_open_dirs < 1:
-        raise ValueError("max_open_dirs must be at least 1")
+    if max_open_dirs < 1 or tick_every < 1:
+        raise ValueError("max_open_dirs and tick_every must be at least 1")
+    run = IMPLEMENTATIONS[implementation or IMPLEMENTATION]
     started = time.monotonic_ns()
     fs_type = filesystem_type(root if isinstance(root, str) else f"/proc/self/fd/{root}")
     root_fd, flags, root_info = _open_root(root, _DIR_FLAGS | _NOATIME)
-    dev = root_info.st_dev
-    counters = WalkCounters()
+    total, disk, files, dirs, largest, skipped, entries, root_errno = run(
+        root_fd,  # the implementation owns it from here and closes it
+        flags,
+        root_info.st_dev,
+        root_info.st_ino,
+        root_info.st_blocks * 512,
+        on_tick,
+        WalkCounters(),
+        tick_every,
+        max_open_dirs,
+    )
+    if root_errno:
+        error = OSError(root_errno, os.strerror(root_errno))
+        raise ScanError(code_for_errno(error), f"cannot list {root!r}: {error.strerror}")
+    return WalkOutcome(
+        total_size=total,
+        disk_usage=disk,
+        file_count=files,
+        directory_count=dirs,
+        largest_file=largest,
+        skipped=skipped,
+        entries=entries,
+        filesystem_type=fs_type,
+        duration_ns=time.monotonic_ns() - started,
+    )
 
+
+def _walk_fds(
+    root_fd: int,
+    flags: int,
+    dev: int,
+    root_ino: int,
+    disk: int,
+    on_tick: Callable[[WalkCounters], None] | None,
+    counters: WalkCounters,
+    tick_every: int,
+    max_open_dirs: int,
+) -> Totals:
+    """The pure-Python loop (the fallback, and the reference the C loop transcribes).
+
+    One long loop on purpose: the per-entry path calls no helper and reads only locals.
+    """
     # The stack of directories being walked, as parallel lists (cheaper than objects):
     # fds[i] is open for i >= open_from and -1 below; pending[i] holds the subdirectories
     # (name, st_ino) still to visit; inos[i] identifies the directory for the ".." check.
@@ -134,7 +191,6 @@ def walk_volume(
     seen_inodes: set[int] = set()
 
     total = 0
-    disk = root_info.st_blocks * 512
     files = dirs = largest = skipped = entries = 0
     next_tick = tick_every
     scandir = os.scandir
@@ -144,7 +200,7 @@ def walk_volume(
     remember = seen_inodes.add
     ifmt, ifdir, ifreg = _S_IFMT, _S_IFDIR, _S_IFREG  # locals are the cheapest lookups
     cur_fd = root_fd
-    cur_ino = root_info.st_ino
+    cur_ino = root_ino
     try:
         while True:
             subdirs: list[tuple[str, int]] = []
@@ -190,9 +246,7 @@ def walk_volume(
                             largest = size
             except OSError as exc:
                 if not fds:
-                    raise ScanError(
-                        code_for_errno(exc), f"cannot list {root!r}: {exc.strerror}"
-                    ) from exc
+                    return total, disk, files, dirs, largest, skipped, entries, exc.errno or 1
                 skipped += 1  # listing failed part-way; what was read still counts
 
             fds.append(cur_fd)
@@ -252,18 +306,7 @@ def walk_volume(
         for fd in fds:
             if fd != -1:
                 close(fd)
-
-    return WalkOutcome(
-        total_size=total,
-        disk_usage=disk,
-        file_count=files,
-        directory_count=dirs,
-        largest_file=largest,
-        skipped=skipped,
-        entries=entries,
-        filesystem_type=fs_type,
-        duration_ns=time.monotonic_ns() - started,
-    )
+    return total, disk, files, dirs, largest, skipped, entries, 0
 
 
 def _reopen_parent(child_fd: int, flags: int, dev: int, ino: int) -> int:
@@ -277,3 +320,13 @@ def _reopen_parent(child_fd: int, flags: int, dev: int, ino: int) -> int:
         os.close(parent)
         return -1
     return parent
+
+
+IMPLEMENTATIONS: dict[str, WalkFds] = {"python": _walk_fds}
+try:
+    from services.scanner import _walkc  # built by `pip install -e .` (setup.py)
+except ImportError:  # no compiler where it was installed: the Python loop does the work
+    pass
+else:
+    IMPLEMENTATIONS["c"] = _walkc.walk
+IMPLEMENTATION = "c" if "c" in IMPLEMENTATIONS else "python"

@@ -1,0 +1,1 @@
+"""Benchmarks against the peers (docs/PERFORMANCE.md); see bench/common.py."""

@@ -1,0 +1,319 @@
+"""scan: one volume of many entries, our native walk against `du` and the engine's df.
+
+A seeded generator writes files (empty, small, sparse, a few larger), directories, hardlinks
+and symlinks into one volume of the engine. Each round times, in a rotating order, on the
+same mountpoint: `du -s -B1`, `du -sb`, the engine's `GET /system/df?type=volume`, our walk
+in this process (C loop, and the pure-Python fallback) with a progress callback like the
+worker's, and a full scan through the services (sync refresh; the worker's own duration).
+Cold rounds (page cache dropped before each measurement) run when root may drop caches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import (
+    API,
+    CouldNotMeasure,
+    Engine,
+    Report,
+    Row,
+    engine,
+    median,
+    run,
+    seconds,
+    services,
+)
+from services.scanner.walk import IMPLEMENTATION, WalkCounters, walk_volume
+
+VOLUME = "vv-bench-scan"
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def make_tree(root: Path, entries: int, seed: int) -> Counter[str]:
+    """`entries` entries below `root`, the same tree for the same seed."""
+    rng = random.Random(seed)
+    made: Counter[str] = Counter()
+    queue = [root]
+    recent_files: list[str] = []
+    while queue and made.total() < entries:
+        directory = queue.pop(0)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for index in range(rng.randint(5, 40)):
+                if made.total() >= entries:
+                    break
+                roll = rng.random()
+                if roll < 0.08 or (not queue and index == 0):
+                    os.mkdir(f"d{index}", dir_fd=fd)
+                    queue.append(directory / f"d{index}")
+                    made["directories"] += 1
+                elif roll < 0.11 and recent_files:
+                    os.link(rng.choice(recent_files), f"h{index}", dst_dir_fd=fd)
+                    made["hardlinks"] += 1
+                elif roll < 0.14:
+                    os.symlink("../" * rng.randint(0, 3) + f"t{index}", f"s{index}", dir_fd=fd)
+                    made["symlinks"] += 1
+                else:
+                    _write_file(fd, f"f{index}", rng)
+                    made["files"] += 1
+                    if len(recent_files) < 1000:
+                        recent_files.append(str(directory / f"f{index}"))
+                    else:
+                        recent_files[rng.randrange(1000)] = str(directory / f"f{index}")
+        finally:
+            os.close(fd)
+    return made
+
+
+def _write_file(dir_fd: int, name: str, rng: random.Random) -> None:
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=dir_fd)
+    try:
+        # Mostly sizes without blocks (sparse), so writing the tree is no disk benchmark.
+        roll = rng.random()
+        if roll < 0.2:
+            return  # empty
+        if roll < 0.3:
+            os.write(fd, b"s" * rng.randint(1, 2000))
+        elif roll < 0.995:
+            os.ftruncate(fd, rng.randint(1, 1 << rng.randint(4, 22)))
+        else:
+            os.write(fd, b"L" * rng.randint(4096, 65536))
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Timing:
+    wall: float
+    user: float
+    system: float
+    value: int  # disk usage (du, our walk) or apparent size (the engine)
+    total: int = -1  # our walk's total_size
+
+
+def run_du(flags: list[str], path: Path) -> Timing:
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        ["du", *flags, "--", str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert process.stdout is not None
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise CouldNotMeasure(f"du {flags} exited with {process.returncode}")
+    return Timing(wall, usage.ru_utime, usage.ru_stime, int(out.split(b"\t", 1)[0]))
+
+
+def run_walk(path: Path, implementation: str) -> Timing:
+    """The walk as the worker runs it: a tick that reads the counters and checks a clock."""
+    next_report = [0.0]
+    progress: list[tuple[int, int, int]] = []
+
+    def tick(counters: WalkCounters) -> None:
+        now = time.monotonic()
+        if now >= next_report[0]:  # at most every 250 ms, as the worker reports
+            progress.append((counters.entries, counters.file_count, counters.total_size))
+            next_report[0] = now + 0.25
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    outcome = walk_volume(str(path), tick, implementation=implementation)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return Timing(
+        wall,
+        after.ru_utime - before.ru_utime,
+        after.ru_stime - before.ru_stime,
+        outcome.disk_usage,
+        outcome.total_size,
+    )
+
+
+def run_engine_df(handle: Engine) -> Timing:
+    started = time.perf_counter()
+    body = handle.system_df()
+    wall = time.perf_counter() - started
+    sizes = {v["Name"]: v["UsageData"]["Size"] for v in body.get("Volumes") or []}
+    return Timing(wall, 0.0, 0.0, int(sizes.get(VOLUME, -1)))
+
+
+def drop_caches() -> bool:
+    try:
+        os.sync()
+        DROP_CACHES.write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def measure(args: argparse.Namespace, report: Report) -> None:
+    with engine(args.docker_host) as handle:
+        handle.create_volumes([VOLUME])
+        path = handle.mountpoint(VOLUME)
+        started = time.perf_counter()
+        made = make_tree(path, args.entries, args.seed)
+        print(
+            f"[scan] tree of {made.total()} entries ({dict(made)}) written in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        with services(handle, volumes=1, VV_SCAN_CACHE_TTL=0) as stack, stack.http(120) as http:
+
+            def service_scan() -> Timing:
+                response = http.post(f"{API}/volumes/{VOLUME}/size/refresh", json={})
+                if response.status_code != 200:
+                    raise CouldNotMeasure(f"refresh answered {response.status_code}")
+                result = response.json()["result"]
+                # The worker's own walk time, progress and bus service included.
+                return Timing(
+                    result["duration"] / 1e9,
+                    0.0,
+                    0.0,
+                    int(result["disk_usage"]),
+                    int(result["total_size"]),
+                )
+
+            measurements: dict[str, Callable[[], Timing]] = {
+                "du -s -B1": lambda: run_du(["-s", "-B1"], path),
+                "du -sb": lambda: run_du(["-sb"], path),
+                "engine df": lambda: run_engine_df(handle),
+                "walk C": lambda: run_walk(path, "c"),
+                "walk Python": lambda: run_walk(path, "python"),
+                "service scan": service_scan,
+            }
+            if IMPLEMENTATION != "c":
+                del measurements["walk C"]
+            for name in measurements:  # warm the page cache and every code path once
+                measurements[name]()
+            warm = rounds(measurements, args.rounds, cold=False)
+            report_rounds(report, "warm", warm)
+            cold_names = ["du -s -B1", "walk C" if "walk C" in measurements else "walk Python"]
+            if args.cold_rounds > 0 and drop_caches():
+                cold_set = {name: measurements[name] for name in cold_names}
+                report_rounds(report, "cold", rounds(cold_set, args.cold_rounds, cold=True))
+            else:
+                report.add(
+                    Row(
+                        "cold: native walk vs du -s -B1",
+                        "not measured",
+                        note="cannot drop the page cache here (needs root, writable /proc/sys)",
+                    )
+                )
+        _agreement(report, warm)
+
+
+def rounds(
+    measurements: dict[str, Callable[[], Timing]], count: int, *, cold: bool
+) -> dict[str, list[Timing]]:
+    """`count` rounds, each measurement once per round. The walk and `du -s -B1` (the target's
+    pair) run back to back, alternating which goes first; the others rotate after them."""
+    names = list(measurements)
+    taken: dict[str, list[Timing]] = {name: [] for name in names}
+    pair = [name for name in names if name in ("du -s -B1", "walk C", "walk Python")][:2]
+    rest = [name for name in names if name not in pair]
+    for index in range(count):
+        shift = index % len(rest) if rest else 0
+        order = pair[:: -1 if index % 2 else 1] + rest[shift:] + rest[:shift]
+        for name in order:
+            if cold and not drop_caches():
+                raise CouldNotMeasure("dropping the page cache stopped working")
+            taken[name].append(measurements[name]())
+        summary = ", ".join(f"{name} {seconds(taken[name][-1].wall)}" for name in names)
+        print(f"[scan] {'cold' if cold else 'warm'} round {index + 1}: {summary}", flush=True)
+    return taken
+
+
+def report_rounds(report: Report, kind: str, taken: dict[str, list[Timing]]) -> None:
+    du = taken["du -s -B1"]
+
+    def ratio_to(ours: list[Timing], peer: list[Timing]) -> float:
+        return median([a.wall / b.wall for a, b in zip(ours, peer, strict=True)])
+
+    def wall(name: str) -> str:
+        return seconds(median([t.wall for t in taken[name]]))
+
+    walk = "walk C" if "walk C" in taken else "walk Python"
+    label = "native walk (C)" if walk == "walk C" else "native walk (Python fallback)"
+    rows = [(walk, "du -s -B1", f"{kind}: {label}", "<= 1.0 x du -s -B1")]
+    if kind == "warm":
+        rows += [
+            (walk, "du -sb", f"{kind}: {label}", "-"),
+            (walk, "engine df", f"{kind}: {label}", "-"),
+            ("service scan", "du -s -B1", f"{kind}: scan through the services", "-"),
+            ("walk Python", "du -s -B1", f"{kind}: pure-Python walk (fallback)", "-"),
+        ]
+    for ours, peer, metric, target in rows:
+        if ours not in taken or peer not in taken:
+            continue
+        ratio = ratio_to(taken[ours], taken[peer])
+        peer_label = "GET /system/df" if peer == "engine df" else peer
+        report.add(
+            Row(
+                metric,
+                wall(ours),
+                f"{peer_label} {wall(peer)}",
+                ratio,
+                target,
+                ratio <= 1.0 if target != "-" else None,
+                note=f"median of {len(taken[ours])} rounds"
+                if ours != "service scan"
+                else "worker's walk duration",
+            )
+        )
+    ours_cpu = taken[walk]
+    report.add(
+        Row(
+            f"{kind}: CPU seconds user+sys",
+            f"{median([t.user for t in ours_cpu]):.3f}+{median([t.system for t in ours_cpu]):.3f}",
+            f"du {median([t.user for t in du]):.3f}+{median([t.system for t in du]):.3f}",
+            note="the kernel's share (sys) is the floor for both",
+        )
+    )
+
+
+def _agreement(report: Report, taken: dict[str, list[Timing]]) -> None:
+    """The figures are only worth comparing if ours equal the peers' to the byte."""
+    walk = (taken.get("walk C") or taken["walk Python"])[-1]
+    service = taken["service scan"][-1]
+    checks = (
+        ("disk_usage equals du -s -B1", "du", taken["du -s -B1"][-1].value, "value"),
+        ("total_size equals the engine's size", "engine", taken["engine df"][-1].value, "total"),
+    )
+    for metric, peer, expected, field in checks:
+        ours, via_service = getattr(walk, field), getattr(service, field)
+        same = expected == ours == via_service
+        report.add(
+            Row(
+                metric,
+                "equal" if same else f"walk {ours}, service {via_service}",
+                f"{peer} {expected}",
+                met=same,
+                target="equal",
+            )
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scan", description=__doc__)
+    parser.add_argument("--entries", type=int, default=500_000, help="entries in the volume")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the tree generator")
+    parser.add_argument("--rounds", type=int, default=7, help="warm rounds")
+    parser.add_argument("--cold-rounds", type=int, default=3, help="cold rounds (0: none)")
+    return run("scan", parser, measure, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""ws: many WebSocket clients while scan progress is broadcast at a steady rate.
+
+The gateway and watcher run as real processes; the scanner is played by this script (a
+DEALER speaking the jobs protocol of common/messages.py), so progress goes out at exactly
+`--rate` messages per second. Each progress message carries its send time (monotonic
+microseconds, in `current_size`); the clients, spread over `--client-procs` processes, take
+the delivery latency of every message they receive. The gateway's peak RSS is sampled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import resource
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+
+import psutil
+import zmq
+from websockets.asyncio.client import connect
+
+from bench.common import (
+    API,
+    CouldNotMeasure,
+    Report,
+    Row,
+    engine,
+    percentile,
+    run,
+    services,
+)
+from common.messages import (
+    ScanFinished,
+    ScanJob,
+    ScanProgress,
+    ScanResultData,
+    WorkerHeartbeat,
+    decode,
+    encode,
+    utc_now,
+)
+from tests.support.waiting import wait_until
+
+VOLUME = "vv-bench-ws"
+
+
+def now_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
+# --- the clients (child processes) ----------------------------------------------------------
+
+
+async def _clients(url: str, count: int, ready: Connection, stop_after: float) -> list[float]:
+    latencies: list[float] = []
+    opened = 0
+    done = asyncio.Event()
+
+    async def client(gate: asyncio.Semaphore) -> None:
+        nonlocal opened
+        async with gate:
+            ws = await connect(url, max_size=None, open_timeout=60, ping_interval=None)
+        opened += 1
+        if opened == count:
+            ready.send(count)
+        async with ws:
+            while not done.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout=1.0)
+                except TimeoutError:
+                    continue
+                received = now_us()
+                if isinstance(raw, bytes):
+                    continue
+                if '"scan_progress"' in raw:
+                    sent = int(raw.split('"current_size":', 1)[1].split(",", 1)[0])
+                    latencies.append((received - sent) / 1e6)
+                elif '"scan_complete"' in raw:
+                    done.set()
+
+    gate = asyncio.Semaphore(50)  # connect in waves, not all at once
+    tasks = [asyncio.create_task(client(gate)) for _ in range(count)]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), stop_after)
+    done.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return latencies
+
+
+def client_process(url: str, count: int, ready: Connection, stop_after: float) -> None:
+    latencies = asyncio.run(_clients(url, count, ready, stop_after))
+    ready.send(latencies)
+
+
+# --- the fake scanner -----------------------------------------------------------------------
+
+
+class FakeWorker:
+    """A worker that takes one job and then sends progress at a fixed rate until told."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.worker_id = "bench-worker"
+        self.socket.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+        self.job: ScanJob | None = None
+
+    def beat(self) -> None:
+        self.socket.send(
+            encode(
+                WorkerHeartbeat(
+                    worker_id=self.worker_id,
+                    ready=self.job is None,
+                    current_scan_id=self.job.scan_id if self.job else None,
+                    throttled=False,
+                    host_busy_percent=0.0,
+                )
+            )
+        )
+
+    def wait_for_job(self, timeout: float) -> ScanJob:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.beat()
+            if self.socket.poll(200):
+                message = decode(self.socket.recv())
+                if isinstance(message, ScanJob):
+                    self.job = message
+                    self.beat()
+                    return message
+        raise CouldNotMeasure("the gateway never sent the fake worker a job")
+
+    def broadcast(self, rate: float, seconds: float) -> int:
+        assert self.job is not None
+        job = self.job
+        interval = 1 / rate
+        sent = 0
+        started = time.monotonic()
+        next_beat = started
+        while time.monotonic() - started < seconds:
+            target = started + sent * interval
+            pause = target - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            self.socket.send(
+                encode(
+                    ScanProgress(
+                        scan_id=job.scan_id,
+                        volume_id=job.volume_id,
+                        progress=min(99, sent),
+                        files_processed=sent,
+                        current_size=now_us(),
+                        throttled=False,
+                    )
+                )
+            )
+            sent += 1
+            if time.monotonic() >= next_beat:
+                self.beat()
+                next_beat = time.monotonic() + 0.5
+        return sent
+
+    def finish(self) -> None:
+        assert self.job is not None
+        result = ScanResultData(
+            volume_id=self.job.volume_id,
+            total_size=0,
+            disk_usage=0,
+            file_count=0,
+            directory_count=0,
+            largest_file=0,
+            skipped=0,
+            scanned_at=utc_now(),
+            method="native",
+            duration=1,
+            filesystem_type="unknown",
+        )
+        self.socket.send(
+            encode(
+                ScanFinished(
+                    scan_id=self.job.scan_id,
+                    volume_id=self.job.volume_id,
+                    worker_id=self.worker_id,
+                    result=result,
+                    failure=None,
+                )
+            )
+        )
+
+    def close(self) -> None:
+        self.socket.close()
+        self.context.term()
+
+
+def peak_rss(pid: int, stop: threading.Event, peak: list[int]) -> None:
+    process = psutil.Process(pid)
+    while not stop.is_set():
+        with contextlib.suppress(psutil.Error):
+            peak[0] = max(peak[0], process.memory_info().rss)
+        time.sleep(0.2)
+
+
+def measure(args: argparse.Namespace, report: Report) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, max(soft, args.clients + 1024))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # the gateway inherits it
+    if wanted < args.clients + 100:
+        raise CouldNotMeasure(f"only {wanted} file descriptors allowed for {args.clients}")
+    with engine(args.docker_host) as handle:
+        handle.create_volumes([VOLUME])
+        with services(
+            handle,
+            "watcher",
+            "gateway",
+            volumes=1,
+            VV_WS_SEND_QUEUE_MESSAGES=max(256, int(args.rate * 10)),
+        ) as stack:
+            worker = FakeWorker(f"ipc://{stack.runtime_dir}/jobs")
+            try:
+                broadcast(args, report, stack.ws_url, stack.base_url, stack["gateway"].pid, worker)
+            finally:
+                worker.close()
+
+
+def broadcast(
+    args: argparse.Namespace,
+    report: Report,
+    ws_url: str,
+    base_url: str,
+    gateway_pid: int,
+    worker: FakeWorker,
+) -> None:
+    import httpx
+
+    def worker_known() -> bool:
+        worker.beat()
+        response = httpx.post(
+            f"{base_url}{API}/volumes/{VOLUME}/size/refresh", json={"async": True}, timeout=10
+        )
+        return response.status_code == 202
+
+    wait_until(worker_known, 30, interval=0.3, message="the gateway never saw the fake worker")
+    worker.wait_for_job(30)
+    spawn = multiprocessing.get_context("spawn")
+    per_process = [args.clients // args.client_procs] * args.client_procs
+    per_process[0] += args.clients - sum(per_process)
+    pipes: list[Connection] = []
+    processes = []
+    listen_seconds = args.seconds + 60 + args.clients / 100
+    for count in per_process:
+        parent_end, child_end = spawn.Pipe()
+        process = spawn.Process(
+            target=client_process, args=(ws_url, count, child_end, listen_seconds), daemon=True
+        )
+        process.start()
+        pipes.append(parent_end)
+        processes.append(process)
+    stop = threading.Event()
+    peak = [0]
+    sampler = threading.Thread(target=peak_rss, args=(gateway_pid, stop, peak), daemon=True)
+    sampler.start()
+    connect_deadline = time.monotonic() + 60 + args.clients / 50
+    for pipe in pipes:
+        while not pipe.poll(1.0):
+            worker.beat()
+            if time.monotonic() > connect_deadline:
+                raise CouldNotMeasure("the clients could not all connect in time")
+        pipe.recv()
+    connected_rss = psutil.Process(gateway_pid).memory_info().rss
+    time.sleep(1.0)
+    sent = worker.broadcast(args.rate, args.seconds)
+    worker.finish()
+    latencies: list[float] = []
+    for pipe, process in zip(pipes, processes, strict=True):
+        if not pipe.poll(listen_seconds):
+            raise CouldNotMeasure("a client process never reported")
+        latencies.extend(pipe.recv())
+        process.join(10)
+    stop.set()
+    sampler.join()
+    expected = sent * args.clients
+    target_ms = 50 if args.clients <= 1000 else 250
+    p99 = percentile(latencies, 0.99)
+    delivered = len(latencies) / expected if expected else 0.0
+    for label, fraction in (("p50", 0.5), ("p99", 0.99)):
+        value = percentile(latencies, fraction)
+        report.add(
+            Row(
+                f"{args.clients} clients, {args.rate:g} msg/s: delivery {label}",
+                f"{value * 1000:.1f} ms",
+                target=f"p99 <= {target_ms} ms" if label == "p99" else "-",
+                met=(p99 * 1000 <= target_ms and delivered >= 0.999) if label == "p99" else None,
+                note=f"{len(latencies)}/{expected} delivered ({delivered:.1%})"
+                if label == "p99"
+                else "",
+            )
+        )
+    report.add(
+        Row(
+            f"{args.clients} clients: gateway RSS (peak)",
+            f"{peak[0] / 2**20:.0f} MiB",
+            target="<= 600 MB at 10,000" if args.clients >= 10_000 else "-",
+            met=peak[0] <= 600e6 if args.clients >= 10_000 else None,
+            note=f"{connected_rss / 2**20:.0f} MiB once all connected",
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ws", description=__doc__)
+    parser.add_argument("--clients", type=int, default=1000, help="1000; try 10000")
+    parser.add_argument("--rate", type=float, default=20, help="progress messages per second")
+    parser.add_argument("--seconds", type=float, default=10, help="how long to broadcast")
+    parser.add_argument("--client-procs", type=int, default=2, help="client processes")
+    return run("ws", parser, measure, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

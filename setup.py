@@ -1,0 +1,19 @@
+"""Only for the C extension; everything else about the project is in pyproject.toml.
+
+`pip install -e .` compiles services/scanner/_walkc.c next to walk.py. The extension is
+optional: where it cannot be built (no compiler or Python headers) the install still
+succeeds and walk.py falls back to its pure-Python loop.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "services.scanner._walkc",
+            sources=["services/scanner/_walkc.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
+            optional=True,
+        )
+    ]
+)
