@@ -21,11 +21,14 @@ def _busy_and_total() -> tuple[float, float]:
 
 
 class HostLoad:
-    """Percentage of all CPUs busy with anything but the scanner pool's process tree.
+    """How much of the CPU our scans leave free is taken by other work, in percent.
 
     The pool's own CPU time (its parent, every worker and their `du` children) is taken
-    out, so a scan never throttles itself. Readings are cached for a window, so `busy()`
-    is cheap enough to call on every walk tick.
+    out, so a scan never throttles itself. Others' use is measured against the capacity we
+    leave them (but at least half the machine): a hog on every core gets only what our
+    walk leaves, and must still read as busy, while the gateway's share during a bulk
+    scan must not. Readings are cached for a window, so `busy()` is cheap enough to call
+    on every walk tick.
     """
 
     def __init__(
@@ -67,8 +70,10 @@ class HostLoad:
         own_delta = sum(used - self._own.get(pid, 0.0) for pid, used in own.items())
         total_delta = total - self._total
         if total_delta > 0:
-            other = (busy - self._busy) - max(own_delta, 0.0)
-            self._percent = min(100.0, max(0.0, 100.0 * other / total_delta))
+            own_delta = min(max(own_delta, 0.0), total_delta)
+            other = (busy - self._busy) - own_delta
+            capacity = max(total_delta - own_delta, total_delta / 2)
+            self._percent = min(100.0, max(0.0, 100.0 * other / capacity))
         self._busy, self._total, self._own, self._sampled_at = busy, total, own, now
         return self._percent
 
@@ -79,5 +84,5 @@ class HostLoad:
         return self._percent
 
     def busy(self) -> bool:
-        """Whether other work uses more than the threshold share of all CPUs."""
+        """Whether other work uses more than the threshold share of what we leave free."""
         return self.percent() > self.threshold_percent
