@@ -252,7 +252,8 @@ class ScanCoordinator:
                     "throttled": message.throttled,
                 },
                 volume_id=message.volume_id,
-            )
+            ),
+            supersedes=f"progress:{message.scan_id}",  # a newer sample replaces a waiting one
         )
 
     async def finished(self, message: ScanFinished) -> None:

@@ -114,8 +114,7 @@ async def _cancel(*tasks: asyncio.Task[object]) -> None:
 
 async def _send_loop(client: WsClient) -> None:
     while True:
-        text = await client.queue.get()
-        await websocket.send(text)
+        await websocket.send(await client.next_message())
 
 
 async def _receive_loop(client: WsClient) -> str:

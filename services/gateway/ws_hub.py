@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from common.messages import utc_now
@@ -30,21 +31,47 @@ def envelope(message_type: str, data: Any = None, volume_id: str | None = None) 
 
 
 class WsClient:
+    """One connection's outgoing messages: bounded, and a message that only says what a
+    newer one says again (a scan's progress, the volume list) is replaced while it still
+    waits, so a client that falls behind catches up on the latest state, not a backlog."""
+
     def __init__(self, queue_size: int, peer: str) -> None:
         self.id = next(_client_ids)
         self.peer = peer
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self._pending: deque[list[str | None]] = deque()  # [text, supersede key]
+        self._waiting_by_key: dict[str, list[str | None]] = {}
+        self._ready = asyncio.Event()
         self.overflowed = asyncio.Event()
 
-    def offer(self, text: str) -> bool:
+    def offer(self, text: str, supersedes: str | None = None) -> bool:
+        """Queue `text`; with a key, it replaces the waiting message of the same key."""
         if self.overflowed.is_set():
             return False
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if supersedes is not None:
+            waiting = self._waiting_by_key.get(supersedes)
+            if waiting is not None:
+                waiting[0] = text
+                return True
+        if len(self._pending) >= self.queue_size:
             self.overflowed.set()
             return False
+        entry: list[str | None] = [text, supersedes]
+        self._pending.append(entry)
+        if supersedes is not None:
+            self._waiting_by_key[supersedes] = entry
+        self._ready.set()
         return True
+
+    async def next_message(self) -> str:
+        while not self._pending:
+            self._ready.clear()
+            await self._ready.wait()
+        text, key = self._pending.popleft()
+        if key is not None:
+            self._waiting_by_key.pop(key, None)
+        assert text is not None
+        return text
 
 
 class WsHub:
@@ -75,10 +102,10 @@ class WsHub:
                 len(self.clients),
             )
 
-    def broadcast(self, text: str) -> None:
+    def broadcast(self, text: str, supersedes: str | None = None) -> None:
         for client in list(self.clients):
             already = client.overflowed.is_set()
-            if not client.offer(text) and not already:  # one line per dropped client
+            if not client.offer(text, supersedes) and not already:  # one line per dropped client
                 log.warning("ws client too slow, dropping client=%d", client.id)
 
     def broadcast_event(
@@ -105,4 +132,4 @@ class WsHub:
             self._volumes_dirty.clear()
             last_sent = time.monotonic()
             if self.clients:
-                self.broadcast(self.volume_update_message())
+                self.broadcast(self.volume_update_message(), supersedes="volume_update")
