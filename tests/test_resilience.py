@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.api import wait_scanners
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.scan_tracker import ScanTracker
@@ -25,16 +26,8 @@ def services(engine: PrivateEngine, stack: Stack) -> Stack:
     stack.configure(**FAST_HEARTBEATS)
     stack.start()
     stack.wait_http_ready()
-    _wait_scanners(stack)
+    wait_scanners(stack, timeout=20)
     return stack
-
-
-def _wait_scanners(stack: Stack) -> None:
-    def alive() -> bool:
-        body = httpx.get(stack.base_url + "/api/v1/health").json()
-        return bool(body["checks"]["scanners"]["status"] == "ok")
-
-    wait_until(alive, 20, message="no scanner worker alive", ignore=(httpx.TransportError,))
 
 
 def _names_listed(stack: Stack) -> set[str]:
@@ -46,6 +39,13 @@ def _names_listed(stack: Stack) -> set[str]:
 
 def _engine_names(engine: PrivateEngine) -> set[str]:
     return {volume.name for volume in engine.client.volumes.list()}
+
+
+def _volume_with_files(engine: PrivateEngine, stack: Stack, name: str, files: int = 60_000) -> None:
+    """A volume big enough that its walk is still running when a test kills something."""
+    engine.client.volumes.create(name)
+    make_many_files(mountpoint(engine, name), files)
+    wait_until(lambda: name in _names_listed(stack), 5, message=f"{name} not listed")
 
 
 def _refresh_async(stack: Stack, volume: str) -> dict[str, Any]:
@@ -120,9 +120,7 @@ def test_restarted_gateway_has_state_results_and_resumes_websocket(
 def test_gateway_killed_mid_scan_gets_the_result_delivered_once(
     engine: PrivateEngine, services: Stack
 ) -> None:
-    engine.client.volumes.create("vv-mid")
-    make_many_files(mountpoint(engine, "vv-mid"), 60_000)
-    wait_until(lambda: "vv-mid" in _names_listed(services), 5, message="vv-mid not listed")
+    _volume_with_files(engine, services, "vv-mid")
     with ScanTracker(services.ws_url) as tracker:
         scan_id = _refresh_async(services, "vv-mid")["scan_id"]
         _worker_pid_for(services, scan_id, attempt=1)
@@ -139,9 +137,7 @@ def test_gateway_killed_mid_scan_gets_the_result_delivered_once(
 
 
 def test_killed_worker_job_goes_to_another_worker(engine: PrivateEngine, services: Stack) -> None:
-    engine.client.volumes.create("vv-orphan-job")
-    make_many_files(mountpoint(engine, "vv-orphan-job"), 60_000)
-    wait_until(lambda: "vv-orphan-job" in _names_listed(services), 5, message="not listed")
+    _volume_with_files(engine, services, "vv-orphan-job")
     with ScanTracker(services.ws_url) as tracker:
         scan_id = _refresh_async(services, "vv-orphan-job")["scan_id"]
         first = _worker_pid_for(services, scan_id, attempt=1)
@@ -158,9 +154,7 @@ def test_killed_worker_job_goes_to_another_worker(engine: PrivateEngine, service
 def test_job_that_kills_three_workers_ends_with_worker_lost(
     engine: PrivateEngine, services: Stack
 ) -> None:
-    engine.client.volumes.create("vv-deadly")
-    make_many_files(mountpoint(engine, "vv-deadly"), 60_000)
-    wait_until(lambda: "vv-deadly" in _names_listed(services), 5, message="not listed")
+    _volume_with_files(engine, services, "vv-deadly")
     with ScanTracker(services.ws_url) as tracker:
         scan_id = _refresh_async(services, "vv-deadly")["scan_id"]
         for attempt in (1, 2, 3):
@@ -179,9 +173,7 @@ def test_job_that_kills_three_workers_ends_with_worker_lost(
 def test_scanner_pool_killed_mid_scan_recovers_the_job(
     engine: PrivateEngine, services: Stack
 ) -> None:
-    engine.client.volumes.create("vv-pool")
-    make_many_files(mountpoint(engine, "vv-pool"), 60_000)
-    wait_until(lambda: "vv-pool" in _names_listed(services), 5, message="not listed")
+    _volume_with_files(engine, services, "vv-pool")
     with ScanTracker(services.ws_url) as tracker:
         scan_id = _refresh_async(services, "vv-pool")["scan_id"]
         _worker_pid_for(services, scan_id, attempt=1)

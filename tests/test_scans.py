@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.support.api import refresh, volume_listed, wait_scan_status, wait_scanners
@@ -149,15 +150,30 @@ def test_concurrent_refreshes_join_one_scan(engine: PrivateEngine, services: Sta
     engine.client.volumes.create("vv-join")
     make_many_files(mountpoint(engine, "vv-join"), 20_000)
     volume_listed(services, "vv-join")
-    with services.ws() as ws:
-        first = refresh(services, "vv-join", **{"async": True}).json()
-        second = refresh(services, "vv-join", **{"async": True}).json()
-        assert first["scan_id"] == second["scan_id"]
-        done = ws.recv_until(
-            lambda m: m["type"] in ("scan_complete", "scan_error") and m["volume_id"] == "vv-join",
-            timeout=60,
-        )
-        assert done["type"] == "scan_complete"
+    # The walk takes milliseconds: hold the workers still so the first scan is surely open
+    # when the second request comes (well inside their liveness timeout).
+    workers = psutil.Process(services["scanner"].pid).children()
+    assert workers
+    for worker in workers:
+        worker.suspend()
+    try:
+        with services.ws() as ws:
+            first = refresh(services, "vv-join", **{"async": True}).json()
+            second = refresh(services, "vv-join", **{"async": True}).json()
+            assert first["scan_id"] == second["scan_id"]
+            for worker in workers:
+                worker.resume()
+            done = ws.recv_until(
+                lambda m: (
+                    m["type"] in ("scan_complete", "scan_error") and m["volume_id"] == "vv-join"
+                ),
+                timeout=60,
+            )
+            assert done["type"] == "scan_complete"
+    finally:
+        for worker in workers:
+            if worker.is_running():
+                worker.resume()
     walks = services["scanner"].log_text().count(f"scan started scan_id={first['scan_id']}")
     assert walks == 1
 

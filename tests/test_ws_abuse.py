@@ -68,6 +68,7 @@ def test_client_that_never_reads_is_dropped_and_others_are_not_slowed(
 ) -> None:
     stack.configure(
         VV_WS_SEND_QUEUE_MESSAGES=4,
+        VV_WS_SEND_TIMEOUT=2,
         VV_VOLUME_UPDATE_INTERVAL=0,
         VV_WS_CLIENT_MESSAGES_PER_SECOND=1000,  # the reader pings after every change
     )

@@ -113,8 +113,18 @@ async def _cancel(*tasks: asyncio.Task[object]) -> None:
 
 
 async def _send_loop(client: WsClient) -> None:
+    timeout = runtime().settings.ws_send_timeout_seconds
     while True:
-        await websocket.send(await client.next_message())
+        text = await client.next_message()
+        try:
+            # Superseded state never piles up, so a client that reads nothing is found here.
+            await asyncio.wait_for(websocket.send(text), timeout)
+        except TimeoutError:
+            log.warning(
+                "ws client too slow, dropping client=%d send_blocked_s=%.0f", client.id, timeout
+            )
+            client.overflowed.set()
+            return
 
 
 async def _receive_loop(client: WsClient) -> str:
@@ -179,7 +189,7 @@ async def volume_events() -> Response | None:
         close: tuple[int, str] | None = None
         if receiver in done and not receiver.cancelled() and receiver.exception() is None:
             reason, close = receiver.result(), (CLOSE_NORMAL, "idle timeout")
-        elif overflow in done:
+        elif client.overflowed.is_set():  # its queue filled, or a send timed out
             reason, close = "too slow", (CLOSE_POLICY, "client too slow")
         # First stop the sender: it may be stuck in a send the client never reads, holding
         # the connection's send lock that the close frame needs.
