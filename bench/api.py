@@ -4,12 +4,17 @@ Ours: `GET /api/v1/volumes?page_size=25` with `--volumes` volumes, over `--conne
 keep-alive connections (closed loop: each sends its next request when the answer is in).
 Peer, on the same engine in the same run: `GET /volumes` over its unix socket, same
 concurrency. Rounds alternate; latency percentiles over all requests, requests per second.
+Floor, same client and run: Hypercorn alone answering our exact bytes (bench/floor.py), what
+any app on this server pays before doing anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from bench.common import (
     API,
@@ -22,6 +27,8 @@ from bench.common import (
     run,
     services,
 )
+from bench.floor import floor_server
+from tests.support.processes import free_port
 
 
 def measure(args: argparse.Namespace, report: Report) -> None:
@@ -32,6 +39,8 @@ def measure(args: argparse.Namespace, report: Report) -> None:
             ours_target = f"{stack.host}:{stack.port}"
             ours_path = f"{API}/volumes?page_size=25"
             peer_target = f"unix:{handle.socket_path}"
+            with stack.http(timeout=30) as http:
+                page = http.get(ours_path).content
             http_load(ours_target, ours_path, args.connections, args.requests // 10)  # warm
             http_load(peer_target, "/volumes", args.connections, args.engine_requests // 10)
             ours: list[float] = []
@@ -52,6 +61,7 @@ def measure(args: argparse.Namespace, report: Report) -> None:
                     f"engine {peer_rps[-1]:.0f} req/s",
                     flush=True,
                 )
+    floor, floor_rps = measure_floor(args, page)
     p99, peer_p99 = percentile(ours, 0.99), percentile(peer, 0.99)
     ratio = p99 / peer_p99
     setting = f"{args.volumes} volumes, {args.connections} connections"
@@ -84,6 +94,34 @@ def measure(args: argparse.Namespace, report: Report) -> None:
             note=f"median of {args.rounds} rounds",
         )
     )
+    report.add(
+        Row(
+            "p99 against the server's own floor",
+            f"{p99 * 1000:.2f} ms",
+            f"Hypercorn alone answering the same bytes {percentile(floor, 0.99) * 1000:.2f} ms",
+            p99 / percentile(floor, 0.99),
+            note=f"floor: {median(floor_rps):.0f} req/s, same client, {setting}",
+        )
+    )
+
+
+def measure_floor(args: argparse.Namespace, page: bytes) -> tuple[list[float], list[float]]:
+    """The same load against bench/floor.py: the server layer's own cost per request."""
+    tmp = Path(tempfile.mkdtemp(prefix="vvb-floor-", dir="/tmp"))
+    latencies: list[float] = []
+    rates: list[float] = []
+    try:
+        port = free_port()
+        with floor_server(port, page, tmp):
+            target = f"127.0.0.1:{port}"
+            http_load(target, "/", args.connections, args.requests // 10)  # warm
+            for _ in range(args.rounds):
+                taken, wall = http_load(target, "/", args.connections, args.requests)
+                latencies.extend(taken)
+                rates.append(len(taken) / wall)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return latencies, rates
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,12 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import resource
+import shutil
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import psutil
 import zmq
@@ -33,6 +38,7 @@ from bench.common import (
     run,
     services,
 )
+from bench.floor import floor_server
 from common.messages import (
     ScanFinished,
     ScanJob,
@@ -43,6 +49,7 @@ from common.messages import (
     encode,
     utc_now,
 )
+from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 
 VOLUME = "vv-bench-ws"
@@ -198,6 +205,60 @@ class FakeWorker:
         self.context.term()
 
 
+class ClientFleet:
+    """`--clients` WebSocket clients over `--client-procs` processes, taking latencies."""
+
+    def __init__(self, url: str, args: argparse.Namespace) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        per_process = [args.clients // args.client_procs] * args.client_procs
+        per_process[0] += args.clients - sum(per_process)
+        self.listen_seconds = args.seconds + 60 + args.clients / 100
+        self.connect_seconds = 60 + args.clients / 50
+        self.pipes: list[Connection] = []
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        for count in per_process:
+            parent_end, child_end = spawn.Pipe()
+            process = spawn.Process(
+                target=client_process,
+                args=(url, count, child_end, self.listen_seconds),
+                daemon=True,
+            )
+            process.start()
+            self.pipes.append(parent_end)
+            self.processes.append(process)
+
+    def wait_connected(self, tick: Callable[[], None] = lambda: None) -> None:
+        deadline = time.monotonic() + self.connect_seconds
+        for pipe in self.pipes:
+            while not pipe.poll(1.0):
+                tick()
+                if time.monotonic() > deadline:
+                    raise CouldNotMeasure("the clients could not all connect in time")
+            pipe.recv()
+
+    def latencies(self) -> list[float]:
+        latencies: list[float] = []
+        for pipe, process in zip(self.pipes, self.processes, strict=True):
+            if not pipe.poll(self.listen_seconds):
+                raise CouldNotMeasure("a client process never reported")
+            latencies.extend(pipe.recv())
+            process.join(10)
+        return latencies
+
+
+def measure_floor(args: argparse.Namespace) -> list[float]:
+    """The same clients against bench/floor.py: Hypercorn's own cost per frame."""
+    tmp = Path(tempfile.mkdtemp(prefix="vvb-floor-", dir="/tmp"))
+    try:
+        port = free_port()
+        with floor_server(port, b"{}", tmp, args.clients, args.rate, args.seconds):
+            fleet = ClientFleet(f"ws://127.0.0.1:{port}/", args)
+            fleet.wait_connected()
+            return fleet.latencies()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def peak_rss(pid: int, stop: threading.Event, peak: list[int]) -> None:
     process = psutil.Process(pid)
     while not stop.is_set():
@@ -223,9 +284,23 @@ def measure(args: argparse.Namespace, report: Report) -> None:
         ) as stack:
             worker = FakeWorker(f"ipc://{stack.runtime_dir}/jobs")
             try:
-                broadcast(args, report, stack.ws_url, stack.base_url, stack["gateway"].pid, worker)
+                ours_p99 = broadcast(
+                    args, report, stack.ws_url, stack.base_url, stack["gateway"].pid, worker
+                )
             finally:
                 worker.close()
+    floor = measure_floor(args)  # after the gateway stopped: nothing else shares the CPUs
+    expected = math.ceil(args.seconds * args.rate) * args.clients
+    report.add(
+        Row(
+            f"{args.clients} clients: delivery p99 against the server's own floor",
+            f"{ours_p99 * 1000:.1f} ms",
+            f"Hypercorn alone {percentile(floor, 0.99) * 1000:.1f} ms",
+            ours_p99 / percentile(floor, 0.99),
+            note=f"floor: same clients, p50 {percentile(floor, 0.5) * 1000:.1f} ms,"
+            f" {len(floor)}/{expected} delivered",
+        )
+    )
 
 
 def broadcast(
@@ -235,7 +310,7 @@ def broadcast(
     base_url: str,
     gateway_pid: int,
     worker: FakeWorker,
-) -> None:
+) -> float:
     import httpx
 
     def worker_known() -> bool:
@@ -247,41 +322,17 @@ def broadcast(
 
     wait_until(worker_known, 30, interval=0.3, message="the gateway never saw the fake worker")
     worker.wait_for_job(30)
-    spawn = multiprocessing.get_context("spawn")
-    per_process = [args.clients // args.client_procs] * args.client_procs
-    per_process[0] += args.clients - sum(per_process)
-    pipes: list[Connection] = []
-    processes = []
-    listen_seconds = args.seconds + 60 + args.clients / 100
-    for count in per_process:
-        parent_end, child_end = spawn.Pipe()
-        process = spawn.Process(
-            target=client_process, args=(ws_url, count, child_end, listen_seconds), daemon=True
-        )
-        process.start()
-        pipes.append(parent_end)
-        processes.append(process)
+    fleet = ClientFleet(ws_url, args)
     stop = threading.Event()
     peak = [0]
     sampler = threading.Thread(target=peak_rss, args=(gateway_pid, stop, peak), daemon=True)
     sampler.start()
-    connect_deadline = time.monotonic() + 60 + args.clients / 50
-    for pipe in pipes:
-        while not pipe.poll(1.0):
-            worker.beat()
-            if time.monotonic() > connect_deadline:
-                raise CouldNotMeasure("the clients could not all connect in time")
-        pipe.recv()
+    fleet.wait_connected(tick=worker.beat)
     connected_rss = psutil.Process(gateway_pid).memory_info().rss
     time.sleep(1.0)
     sent = worker.broadcast(args.rate, args.seconds)
     worker.finish()
-    latencies: list[float] = []
-    for pipe, process in zip(pipes, processes, strict=True):
-        if not pipe.poll(listen_seconds):
-            raise CouldNotMeasure("a client process never reported")
-        latencies.extend(pipe.recv())
-        process.join(10)
+    latencies = fleet.latencies()
     stop.set()
     sampler.join()
     expected = sent * args.clients
@@ -313,6 +364,7 @@ def broadcast(
             note=f"{connected_rss / 2**20:.0f} MiB once all connected",
         )
     )
+    return p99
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
-from services.gateway.ws_hub import WsClient
+from services.gateway.catalog import VolumeCatalog
+from services.gateway.ws_hub import WsClient, WsHub
 
 
 def _drain(client: WsClient, count: int) -> list[str]:
@@ -33,3 +35,21 @@ def test_a_client_past_its_queue_is_marked_overflowed() -> None:
     assert client.offer("progress", supersedes="progress:x") is False
     assert client.overflowed.is_set()
     assert client.offer("anything") is False
+
+
+def test_watchdog_drops_a_client_whose_send_stays_blocked_and_spares_the_others() -> None:
+    hub = WsHub(VolumeCatalog(), coalesce_seconds=0.25, queue_size=4, send_timeout_seconds=0.2)
+    blocked, sending, idle = (hub.register(name) for name in ("blocked", "sending", "idle"))
+
+    async def watch() -> None:
+        blocked.sending_since = time.monotonic() - 1.0  # a send stuck for a second
+        watchdog = asyncio.create_task(hub.run_send_watchdog())
+        await asyncio.sleep(0.05)
+        sending.sending_since = time.monotonic()  # a send that just began
+        await asyncio.sleep(0.1)
+        watchdog.cancel()
+
+    asyncio.run(watch())
+    assert blocked.overflowed.is_set()
+    assert not sending.overflowed.is_set()
+    assert not idle.overflowed.is_set()

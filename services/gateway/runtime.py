@@ -42,7 +42,10 @@ class GatewayRuntime:
         self.catalog = VolumeCatalog()
         self.listings = ListingCache(self.catalog)
         self.hub = WsHub(
-            self.catalog, settings.volume_update_interval_seconds, settings.ws_send_queue_messages
+            self.catalog,
+            settings.volume_update_interval_seconds,
+            settings.ws_send_queue_messages,
+            settings.ws_send_timeout_seconds,
         )
         self.catalog.on_change(self.hub.volumes_changed)
         self.state = StateClient(settings, self.context, self.catalog)
@@ -68,6 +71,7 @@ class GatewayRuntime:
             *self.state.start(),
             *self.broker.start(),
             start_essential(self.hub.run_volume_updates(), "volume-updates"),
+            start_essential(self.hub.run_send_watchdog(), "ws-send-watchdog"),
             start_essential(self.history.run_thinning(), "history-thinning"),
         ]
         if self.scheduler.enabled:

@@ -43,6 +43,7 @@ class WsClient:
         self._waiting_by_key: dict[str, list[str | None]] = {}
         self._ready = asyncio.Event()
         self.overflowed = asyncio.Event()
+        self.sending_since: float | None = None  # monotonic start of the send in progress
 
     def offer(self, text: str, supersedes: str | None = None) -> bool:
         """Queue `text`; with a key, it replaces the waiting message of the same key."""
@@ -75,10 +76,17 @@ class WsClient:
 
 
 class WsHub:
-    def __init__(self, catalog: VolumeCatalog, coalesce_seconds: float, queue_size: int) -> None:
+    def __init__(
+        self,
+        catalog: VolumeCatalog,
+        coalesce_seconds: float,
+        queue_size: int,
+        send_timeout_seconds: float,
+    ) -> None:
         self.catalog = catalog
         self.coalesce_seconds = coalesce_seconds
         self.queue_size = queue_size
+        self.send_timeout_seconds = send_timeout_seconds
         self.clients: set[WsClient] = set()
         self._volumes_dirty = asyncio.Event()
         self.last_event_id = 0  # of the newest terminal event broadcast
@@ -106,7 +114,24 @@ class WsHub:
         for client in list(self.clients):
             already = client.overflowed.is_set()
             if not client.offer(text, supersedes) and not already:  # one line per dropped client
-                log.warning("ws client too slow, dropping client=%d", client.id)
+                log.warning("ws client too slow, dropping client=%d queue=full", client.id)
+
+    async def run_send_watchdog(self) -> None:
+        """Drops clients whose send has been blocked too long. Superseded state never fills a
+        queue, so a client that reads nothing is found here: one sweep a fraction of the
+        timeout instead of a timer per frame (thousands of frames a second: bench/ws)."""
+        while True:
+            await asyncio.sleep(self.send_timeout_seconds / 4)
+            blocked_before = time.monotonic() - self.send_timeout_seconds
+            for client in list(self.clients):
+                since = client.sending_since
+                if since is not None and since < blocked_before and not client.overflowed.is_set():
+                    client.overflowed.set()
+                    log.warning(
+                        "ws client too slow, dropping client=%d send_blocked_s=%.1f",
+                        client.id,
+                        time.monotonic() - since,
+                    )
 
     def broadcast_event(
         self, event_id: int, event_type: str, data: dict[str, Any], volume_id: str
