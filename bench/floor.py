@@ -6,8 +6,9 @@ request, fetched first), so what remains is Hypercorn's per-request cost.
 WebSocket: once `--ws-clients` clients are connected, `--rate` scan_progress envelopes a
 second for `--seconds`, each written straight to every connection's ASGI send in one loop
 (no queue, no task per client: the least an app on this server can do per frame), then a
-scan_complete. The progress envelope carries its send time in `current_size`, like the
-benchmark's fake scanner does through the gateway.
+scan_complete. As in the gateway, a sample overtaken by a newer one before it went out is
+skipped. The progress envelope carries the time it was due in `current_size` (monotonic
+microseconds), like the benchmark's fake scanner does through the gateway.
 
 Run as `python -m bench.floor --port P --body-file F [--ws-clients N --rate R --seconds S]`.
 """
@@ -30,6 +31,7 @@ import uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from services.gateway.ws_compression import set_websocket_compression
 from services.gateway.ws_hub import envelope
 from tests.support.waiting import wait_until
 
@@ -37,12 +39,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
-def progress_text(sequence: int) -> str:
-    """A scan_progress envelope shaped like the gateway's, stamped with its send time."""
+def progress_text(sequence: int, due_us: int) -> str:
+    """A scan_progress envelope shaped like the gateway's, stamped with its due time."""
     data = {
         "scan_id": "00000000-0000-4000-8000-000000000000",
         "progress": min(99, sequence),
-        "current_size": time.monotonic_ns() // 1000,
+        "current_size": due_us,
         "files_processed": sequence,
         "throttled": False,
     }
@@ -84,13 +86,17 @@ class FloorApp:
         await self.all_connected.wait()
         await asyncio.sleep(1.0)
         started = time.monotonic()
+        count = round(self.seconds * self.rate)
         sequence = 0
-        while time.monotonic() - started < self.seconds:
+        while sequence < count:
             pause = started + sequence / self.rate - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
-            await self.to_everyone(progress_text(sequence))
-            sequence += 1
+            # Like the gateway, a sample that a newer one replaces before it could go out is
+            # skipped: every client gets the latest, stamped with when it was due.
+            due = min(count - 1, max(sequence, int((time.monotonic() - started) * self.rate)))
+            await self.to_everyone(progress_text(due, int((started + due / self.rate) * 1e6)))
+            sequence = due + 1
         await self.to_everyone(envelope("scan_complete", {"scan_id": "0"}, volume_id="x"))
 
     async def to_everyone(self, text: str) -> None:
@@ -100,6 +106,7 @@ class FloorApp:
 
 async def main(args: argparse.Namespace) -> None:
     app = FloorApp(args.body_file.read_bytes(), args.ws_clients, args.rate, args.seconds)
+    set_websocket_compression(False)  # the gateway's default handshake
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
     config.accesslog = None

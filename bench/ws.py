@@ -4,29 +4,25 @@ The gateway and watcher run as real processes; the scanner is played by this scr
 DEALER speaking the jobs protocol of common/messages.py), so progress goes out at exactly
 `--rate` messages per second. Each progress message carries its send time (monotonic
 microseconds, in `current_size`); the clients, spread over `--client-procs` processes, take
-the delivery latency of every message they receive. The gateway's peak RSS is sampled.
+the delivery latency of every message they receive (bench/ws_clients.py). The gateway's peak
+RSS is sampled. Then the same clients measure the server layer's own floor: Hypercorn alone
+broadcasting the same messages at the same rate (bench/floor.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import math
-import multiprocessing
 import resource
 import shutil
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import psutil
 import zmq
-from websockets.asyncio.client import connect
 
 from bench.common import (
     API,
@@ -39,6 +35,7 @@ from bench.common import (
     services,
 )
 from bench.floor import floor_server
+from bench.ws_clients import ClientFleet, now_us
 from common.messages import (
     ScanFinished,
     ScanJob,
@@ -53,55 +50,6 @@ from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 
 VOLUME = "vv-bench-ws"
-
-
-def now_us() -> int:
-    return time.monotonic_ns() // 1000
-
-
-# --- the clients (child processes) ----------------------------------------------------------
-
-
-async def _clients(url: str, count: int, ready: Connection, stop_after: float) -> list[float]:
-    latencies: list[float] = []
-    opened = 0
-    done = asyncio.Event()
-
-    async def client(gate: asyncio.Semaphore) -> None:
-        nonlocal opened
-        async with gate:
-            ws = await connect(url, max_size=None, open_timeout=60, ping_interval=None)
-        opened += 1
-        if opened == count:
-            ready.send(count)
-        async with ws:
-            while not done.is_set():
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), timeout=1.0)
-                except TimeoutError:
-                    continue
-                received = now_us()
-                if isinstance(raw, bytes):
-                    continue
-                if '"scan_progress"' in raw:
-                    sent = int(raw.split('"current_size":', 1)[1].split(",", 1)[0])
-                    latencies.append((received - sent) / 1e6)
-                elif '"scan_complete"' in raw:
-                    done.set()
-
-    gate = asyncio.Semaphore(50)  # connect in waves, not all at once
-    tasks = [asyncio.create_task(client(gate)) for _ in range(count)]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(done.wait(), stop_after)
-    done.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return latencies
-
-
-def client_process(url: str, count: int, ready: Connection, stop_after: float) -> None:
-    latencies = asyncio.run(_clients(url, count, ready, stop_after))
-    ready.send(latencies)
-
 
 # --- the fake scanner -----------------------------------------------------------------------
 
@@ -205,57 +153,25 @@ class FakeWorker:
         self.context.term()
 
 
-class ClientFleet:
-    """`--clients` WebSocket clients over `--client-procs` processes, taking latencies."""
-
-    def __init__(self, url: str, args: argparse.Namespace) -> None:
-        spawn = multiprocessing.get_context("spawn")
-        per_process = [args.clients // args.client_procs] * args.client_procs
-        per_process[0] += args.clients - sum(per_process)
-        self.listen_seconds = args.seconds + 60 + args.clients / 100
-        self.connect_seconds = 60 + args.clients / 50
-        self.pipes: list[Connection] = []
-        self.processes: list[multiprocessing.process.BaseProcess] = []
-        for count in per_process:
-            parent_end, child_end = spawn.Pipe()
-            process = spawn.Process(
-                target=client_process,
-                args=(url, count, child_end, self.listen_seconds),
-                daemon=True,
-            )
-            process.start()
-            self.pipes.append(parent_end)
-            self.processes.append(process)
-
-    def wait_connected(self, tick: Callable[[], None] = lambda: None) -> None:
-        deadline = time.monotonic() + self.connect_seconds
-        for pipe in self.pipes:
-            while not pipe.poll(1.0):
-                tick()
-                if time.monotonic() > deadline:
-                    raise CouldNotMeasure("the clients could not all connect in time")
-            pipe.recv()
-
-    def latencies(self) -> list[float]:
-        latencies: list[float] = []
-        for pipe, process in zip(self.pipes, self.processes, strict=True):
-            if not pipe.poll(self.listen_seconds):
-                raise CouldNotMeasure("a client process never reported")
-            latencies.extend(pipe.recv())
-            process.join(10)
-        return latencies
-
-
-def measure_floor(args: argparse.Namespace) -> list[float]:
-    """The same clients against bench/floor.py: Hypercorn's own cost per frame."""
+def measure_floor(args: argparse.Namespace) -> tuple[list[float], int]:
+    """The same clients against bench/floor.py: Hypercorn's own cost per frame and per
+    connection. Returns the latencies and the server's peak RSS."""
     tmp = Path(tempfile.mkdtemp(prefix="vvb-floor-", dir="/tmp"))
+    stop = threading.Event()
+    peak = [0]
     try:
         port = free_port()
-        with floor_server(port, b"{}", tmp, args.clients, args.rate, args.seconds):
+        with floor_server(port, b"{}", tmp, args.clients, args.rate, args.seconds) as server:
+            sampler = threading.Thread(target=peak_rss, args=(server.pid, stop, peak), daemon=True)
+            sampler.start()
             fleet = ClientFleet(f"ws://127.0.0.1:{port}/", args)
             fleet.wait_connected()
-            return fleet.latencies()
+            latencies = fleet.latencies()
+            stop.set()
+            sampler.join()
+            return latencies, peak[0]
     finally:
+        stop.set()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -284,13 +200,13 @@ def measure(args: argparse.Namespace, report: Report) -> None:
         ) as stack:
             worker = FakeWorker(f"ipc://{stack.runtime_dir}/jobs")
             try:
-                ours_p99 = broadcast(
+                ours_p99, ours_peak, connected_rss = broadcast(
                     args, report, stack.ws_url, stack.base_url, stack["gateway"].pid, worker
                 )
             finally:
                 worker.close()
-    floor = measure_floor(args)  # after the gateway stopped: nothing else shares the CPUs
-    expected = math.ceil(args.seconds * args.rate) * args.clients
+    floor, floor_peak = measure_floor(args)  # after the gateway stopped: nothing else runs
+    expected = round(args.seconds * args.rate) * args.clients
     report.add(
         Row(
             f"{args.clients} clients: delivery p99 against the server's own floor",
@@ -299,6 +215,17 @@ def measure(args: argparse.Namespace, report: Report) -> None:
             ours_p99 / percentile(floor, 0.99),
             note=f"floor: same clients, p50 {percentile(floor, 0.5) * 1000:.1f} ms,"
             f" {len(floor)}/{expected} delivered",
+        )
+    )
+    report.add(
+        Row(
+            f"{args.clients} clients: gateway RSS (peak)",
+            f"{ours_peak / 2**20:.0f} MiB",
+            f"Hypercorn alone {floor_peak / 2**20:.0f} MiB",
+            ours_peak / floor_peak if floor_peak else None,
+            target="<= 600 MB at 10,000" if args.clients >= 10_000 else "-",
+            met=ours_peak <= 600e6 if args.clients >= 10_000 else None,
+            note=f"{connected_rss / 2**20:.0f} MiB once all connected",
         )
     )
 
@@ -310,7 +237,8 @@ def broadcast(
     base_url: str,
     gateway_pid: int,
     worker: FakeWorker,
-) -> float:
+) -> tuple[float, int, int]:
+    """Our run: the delivery p99, the gateway's peak RSS and its RSS once connected."""
     import httpx
 
     def worker_known() -> bool:
@@ -355,16 +283,7 @@ def broadcast(
                 else "",
             )
         )
-    report.add(
-        Row(
-            f"{args.clients} clients: gateway RSS (peak)",
-            f"{peak[0] / 2**20:.0f} MiB",
-            target="<= 600 MB at 10,000" if args.clients >= 10_000 else "-",
-            met=peak[0] <= 600e6 if args.clients >= 10_000 else None,
-            note=f"{connected_rss / 2**20:.0f} MiB once all connected",
-        )
-    )
-    return p99
+    return p99, peak[0], connected_rss
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20, help="progress messages per second")
     parser.add_argument("--seconds", type=float, default=10, help="how long to broadcast")
     parser.add_argument("--client-procs", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--no-deflate",
+        action="store_true",
+        help="clients do not offer permessage-deflate (browsers do, so it is on by default)",
+    )
     return run("ws", parser, measure, argv)
 
 

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
         256, gt=0, validation_alias=_env("VV_WS_SEND_QUEUE_MESSAGES")
     )
     ws_send_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("VV_WS_SEND_TIMEOUT"))
+    ws_compression: bool = Field(False, validation_alias=_env("VV_WS_COMPRESSION"))
     ws_client_messages_per_second: float = Field(
         20.0, gt=0, validation_alias=_env("VV_WS_CLIENT_MESSAGES_PER_SECOND")
     )

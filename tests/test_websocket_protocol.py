@@ -120,3 +120,23 @@ def test_cors_preflight_for_allowed_origins_only(gateway: Stack) -> None:
     assert "Access-Control-Allow-Origin" not in foreign.headers
     plain = httpx.get(gateway.base_url + "/api/v1/volumes")  # no Origin: never refused
     assert plain.status_code == 200
+
+
+def test_compression_offer_is_declined_by_default(gateway: Stack) -> None:
+    with gateway.ws() as ws:  # the websockets client offers permessage-deflate, as browsers do
+        assert ws.conn.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.conn.response.headers
+        ws.send_json({"type": "ping"})
+        assert ws.recv_type("pong")["type"] == "pong"
+
+
+def test_compression_is_negotiated_when_enabled(stack: Stack) -> None:
+    stack.configure(VV_WS_COMPRESSION="true")
+    stack.start("watcher", "gateway")
+    stack.wait_http_ready()
+    with stack.ws() as ws:
+        assert ws.conn.response is not None
+        assert "permessage-deflate" in ws.conn.response.headers["Sec-WebSocket-Extensions"]
+        assert ws.recv_type("volume_update")["type"] == "volume_update"
+        ws.send_json({"type": "ping"})
+        assert ws.recv_type("pong")["type"] == "pong"

@@ -14,6 +14,7 @@ from common.curve import require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
 from services.gateway.app import create_app
+from services.gateway.ws_compression import set_websocket_compression
 
 
 def is_loopback(host: str) -> bool:
@@ -49,6 +50,7 @@ async def main() -> None:
             "set VV_API_TOKEN or bind 127.0.0.1",
             settings.host,
         )
+    set_websocket_compression(settings.ws_compression)
     app = create_app(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

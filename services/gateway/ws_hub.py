@@ -41,7 +41,9 @@ class WsClient:
         self.queue_size = queue_size
         self._pending: deque[list[str | None]] = deque()  # [text, supersede key]
         self._waiting_by_key: dict[str, list[str | None]] = {}
-        self._ready = asyncio.Event()
+        # A bare future, not an asyncio.Event: this wakes once per frame per client, and at
+        # thousands a second the Event's bookkeeping showed in the profile (bench/ws).
+        self._waiter: asyncio.Future[None] | None = None
         self.overflowed = asyncio.Event()
         self.sending_since: float | None = None  # monotonic start of the send in progress
 
@@ -61,13 +63,18 @@ class WsClient:
         self._pending.append(entry)
         if supersedes is not None:
             self._waiting_by_key[supersedes] = entry
-        self._ready.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         return True
 
     async def next_message(self) -> str:
         while not self._pending:
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         text, key = self._pending.popleft()
         if key is not None:
             self._waiting_by_key.pop(key, None)

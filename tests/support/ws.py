@@ -26,13 +26,14 @@ class WsClient:
     ) -> None:
         self.url = url
         self.received: list[Any] = []  # every message decoded by recv_json, in order
+        # Entered by hand: this object closes it, and websockets >= 17.1 warns otherwise.
         self.conn: ClientConnection = connect(
             url,
             origin=Origin(origin) if origin is not None else None,
             open_timeout=open_timeout,
             additional_headers=headers,
             max_size=None,
-        )
+        ).__enter__()
 
     def send_json(self, message: Any) -> None:
         self.conn.send(json.dumps(message))
