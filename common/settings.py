@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     """Every setting of every service; each is documented in the README."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
     # --- gateway (HTTP + WebSocket)

@@ -321,11 +321,12 @@ def test_busy_host_throttles_the_walk_and_idle_host_announces_ready(
     for f in range(10_000):  # 10 ticks, each slowed down while the host is busy
         (volume / "many" / f"f{f}").touch()
     settings = Settings(
-        bus_jobs_endpoint=f"ipc://{tmp_path}/jobs",
-        runtime_dir=tmp_path / "run",
-        heartbeat_interval_seconds=HEARTBEAT,
-        scan_roots=[str(tmp_path)],
+        VV_BUS_JOBS_ENDPOINT=f"ipc://{tmp_path}/jobs",
+        VV_RUNTIME_DIR=tmp_path / "run",
+        VV_HEARTBEAT_INTERVAL=HEARTBEAT,
+        VV_SCAN_ROOTS=[str(tmp_path)],
     )
+    assert settings.bus_jobs_endpoint == f"ipc://{tmp_path}/jobs"
     load = SwitchableLoad()
     worker = ScanWorker(settings, load=load)
 
