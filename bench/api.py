@@ -11,10 +11,7 @@ any app on this server pays before doing anything.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 from bench.common import (
     API,
@@ -28,7 +25,6 @@ from bench.common import (
     services,
 )
 from bench.floor import floor_server
-from tests.support.processes import free_port
 
 
 def measure(args: argparse.Namespace, report: Report) -> None:
@@ -107,20 +103,15 @@ def measure(args: argparse.Namespace, report: Report) -> None:
 
 def measure_floor(args: argparse.Namespace, page: bytes) -> tuple[list[float], list[float]]:
     """The same load against bench/floor.py: the server layer's own cost per request."""
-    tmp = Path(tempfile.mkdtemp(prefix="vvb-floor-", dir="/tmp"))
     latencies: list[float] = []
     rates: list[float] = []
-    try:
-        port = free_port()
-        with floor_server(port, page, tmp):
-            target = f"127.0.0.1:{port}"
-            http_load(target, "/", args.connections, args.requests // 10)  # warm
-            for _ in range(args.rounds):
-                taken, wall = http_load(target, "/", args.connections, args.requests)
-                latencies.extend(taken)
-                rates.append(len(taken) / wall)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with floor_server(page) as floor:
+        target = f"127.0.0.1:{floor.port}"
+        http_load(target, "/", args.connections, args.requests // 10)  # warm
+        for _ in range(args.rounds):
+            taken, wall = http_load(target, "/", args.connections, args.requests)
+            latencies.extend(taken)
+            rates.append(len(taken) / wall)
     return latencies, rates
 
 

@@ -21,8 +21,10 @@ import contextlib
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from hypercorn.config import Config
 
 from services.gateway.ws_compression import set_websocket_compression
 from services.gateway.ws_hub import envelope
+from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -121,37 +124,45 @@ async def main(args: argparse.Namespace) -> None:
         broadcaster.cancel()
 
 
+@dataclass
+class RunningFloor:
+    process: subprocess.Popen[bytes]
+    port: int
+
+
 @contextlib.contextmanager
 def floor_server(
-    port: int, body: bytes, tmp: Path, ws_clients: int = 0, rate: float = 0, seconds: float = 0
-) -> Iterator[subprocess.Popen[bytes]]:
-    """The floor server as its own process on 127.0.0.1:`port`, answering `body`."""
-    body_file = tmp / "floor-body.json"
-    body_file.write_bytes(body)
-    command = [sys.executable, "-m", "bench.floor", "--port", str(port)]
-    command += ["--body-file", str(body_file), "--ws-clients", str(ws_clients)]
-    command += ["--rate", str(rate), "--seconds", str(seconds)]
-    process = subprocess.Popen(command)
-    try:
-
-        def answers() -> bool:
-            return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200
-
-        wait_until(
-            answers,
-            30,
-            interval=0.1,
-            message="the floor server never answered",
-            ignore=(httpx.HTTPError,),
-        )
-        yield process
-    finally:
-        process.terminate()
+    body: bytes, ws_clients: int = 0, rate: float = 0, seconds: float = 0
+) -> Iterator[RunningFloor]:
+    """The floor server as its own process on a free loopback port, answering `body`."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="vvb-floor-") as tmp:
+        body_file = Path(tmp) / "body.json"
+        body_file.write_bytes(body)
+        command = [sys.executable, "-m", "bench.floor", "--port", str(port)]
+        command += ["--body-file", str(body_file), "--ws-clients", str(ws_clients)]
+        command += ["--rate", str(rate), "--seconds", str(seconds)]
+        process = subprocess.Popen(command)
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+
+            def answers() -> bool:
+                return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200
+
+            wait_until(
+                answers,
+                30,
+                interval=0.1,
+                message="the floor server never answered",
+                ignore=(httpx.HTTPError,),
+            )
+            yield RunningFloor(process, port)
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 if __name__ == "__main__":

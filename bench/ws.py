@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import resource
-import shutil
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import psutil
 import zmq
@@ -46,7 +43,6 @@ from common.messages import (
     encode,
     utc_now,
 )
-from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 
 VOLUME = "vv-bench-ws"
@@ -156,23 +152,21 @@ class FakeWorker:
 def measure_floor(args: argparse.Namespace) -> tuple[list[float], int]:
     """The same clients against bench/floor.py: Hypercorn's own cost per frame and per
     connection. Returns the latencies and the server's peak RSS."""
-    tmp = Path(tempfile.mkdtemp(prefix="vvb-floor-", dir="/tmp"))
     stop = threading.Event()
     peak = [0]
-    try:
-        port = free_port()
-        with floor_server(port, b"{}", tmp, args.clients, args.rate, args.seconds) as server:
-            sampler = threading.Thread(target=peak_rss, args=(server.pid, stop, peak), daemon=True)
-            sampler.start()
-            fleet = ClientFleet(f"ws://127.0.0.1:{port}/", args)
+    with floor_server(b"{}", args.clients, args.rate, args.seconds) as floor:
+        sampler = threading.Thread(
+            target=peak_rss, args=(floor.process.pid, stop, peak), daemon=True
+        )
+        sampler.start()
+        try:
+            fleet = ClientFleet(f"ws://127.0.0.1:{floor.port}/", args)
             fleet.wait_connected()
             latencies = fleet.latencies()
+        finally:
             stop.set()
             sampler.join()
-            return latencies, peak[0]
-    finally:
-        stop.set()
-        shutil.rmtree(tmp, ignore_errors=True)
+    return latencies, peak[0]
 
 
 def peak_rss(pid: int, stop: threading.Event, peak: list[int]) -> None:

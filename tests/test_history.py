@@ -15,7 +15,7 @@ from common.messages import ScanResultData, utc_now
 from services.gateway.history import History
 from services.gateway.scans import terminal_event
 from services.gateway.store import JobRow, Store
-from tests.support.api import refresh, start_services, volume_listed
+from tests.support.api import refresh, start_services, volume_listed, volume_with_file
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.trees import mountpoint
@@ -90,9 +90,7 @@ def test_growing_volume_has_rising_history_and_positive_rate(
 
 
 def test_unchanged_volume_has_a_rate_of_zero(engine: PrivateEngine, services: Stack) -> None:
-    engine.client.volumes.create("vv-steady")
-    (mountpoint(engine, "vv-steady") / "same").write_bytes(b"s" * 4242)
-    volume_listed(services, "vv-steady")
+    volume_with_file(engine, services, "vv-steady", b"s" * 4242)
     for _ in range(3):
         _scanned(services, "vv-steady")
     forecast = _forecast(services, "vv-steady")

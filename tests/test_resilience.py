@@ -6,12 +6,13 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.api import wait_scanners
+from tests.support.api import volume_with_file, wait_scanners
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.scan_tracker import ScanTracker
@@ -100,9 +101,7 @@ def test_restarted_watcher_republishes_and_gateway_matches_engine_within_3s(
 def test_restarted_gateway_has_state_results_and_resumes_websocket(
     engine: PrivateEngine, services: Stack
 ) -> None:
-    engine.client.volumes.create("vv-g1")
-    (mountpoint(engine, "vv-g1") / "f").write_bytes(b"g" * 4321)
-    wait_until(lambda: "vv-g1" in _names_listed(services), 5, message="vv-g1 not listed")
+    volume_with_file(engine, services, "vv-g1", b"g" * 4321)
     with ScanTracker(services.ws_url) as tracker:
         scan_id = _refresh_async(services, "vv-g1")["scan_id"]
         wait_until(lambda: tracker.outcomes(scan_id), 20, message="no outcome")
@@ -117,55 +116,69 @@ def test_restarted_gateway_has_state_results_and_resumes_websocket(
     assert len(tracker.outcomes(scan_id)) == 1
 
 
+def _outcomes_despite(
+    engine: PrivateEngine,
+    stack: Stack,
+    volume: str,
+    disrupt: Callable[[str], None],
+    timeout: float = 30,
+) -> tuple[str, list[dict[str, Any]]]:
+    """Scan a volume big enough to be mid-walk, call `disrupt(scan_id)` while it runs, and
+    return the scan id and every terminal message the WebSocket showed for it (waiting a
+    second after the first, so that a duplicate would be seen)."""
+    _volume_with_files(engine, stack, volume)
+    with ScanTracker(stack.ws_url) as tracker:
+        scan_id = _refresh_async(stack, volume)["scan_id"]
+        disrupt(scan_id)
+        wait_until(lambda: tracker.outcomes(scan_id), timeout, message=f"no outcome {scan_id}")
+        time.sleep(1.0)
+    return scan_id, tracker.outcomes(scan_id)
+
+
+def _job(stack: Stack, scan_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{stack.base_url}/api/v1/scans/{scan_id}").json()
+    return body
+
+
 def test_gateway_killed_mid_scan_gets_the_result_delivered_once(
     engine: PrivateEngine, services: Stack
 ) -> None:
-    _volume_with_files(engine, services, "vv-mid")
-    with ScanTracker(services.ws_url) as tracker:
-        scan_id = _refresh_async(services, "vv-mid")["scan_id"]
+    def restart_gateway(scan_id: str) -> None:
         _worker_pid_for(services, scan_id, attempt=1)
         services["gateway"].kill()
         services["gateway"].start()
         services.wait_http_ready()
-        wait_until(lambda: tracker.outcomes(scan_id), 30, message="outcome never delivered")
-        time.sleep(1.0)  # a duplicate, if any, would arrive now
-    outcomes = tracker.outcomes(scan_id)
+
+    scan_id, outcomes = _outcomes_despite(engine, services, "vv-mid", restart_gateway)
     assert len(outcomes) == 1 and outcomes[0]["type"] == "scan_complete"
     assert outcomes[0]["data"]["result"]["file_count"] == 60_000
-    job = httpx.get(f"{services.base_url}/api/v1/scans/{scan_id}").json()
-    assert job["status"] == "completed"
+    assert _job(services, scan_id)["status"] == "completed"
 
 
 def test_killed_worker_job_goes_to_another_worker(engine: PrivateEngine, services: Stack) -> None:
-    _volume_with_files(engine, services, "vv-orphan-job")
-    with ScanTracker(services.ws_url) as tracker:
-        scan_id = _refresh_async(services, "vv-orphan-job")["scan_id"]
+    def kill_first_worker(scan_id: str) -> None:
         first = _worker_pid_for(services, scan_id, attempt=1)
         os.kill(first, signal.SIGKILL)
-        second = _worker_pid_for(services, scan_id, attempt=2)
-        assert second != first
-        wait_until(lambda: tracker.outcomes(scan_id), 30, message="no outcome after requeue")
-    outcomes = tracker.outcomes(scan_id)
+        assert _worker_pid_for(services, scan_id, attempt=2) != first
+
+    scan_id, outcomes = _outcomes_despite(engine, services, "vv-orphan-job", kill_first_worker)
     assert [o["type"] for o in outcomes] == ["scan_complete"]
-    job = httpx.get(f"{services.base_url}/api/v1/scans/{scan_id}").json()
+    job = _job(services, scan_id)
     assert job["status"] == "completed" and job["attempts"] == 2
 
 
 def test_job_that_kills_three_workers_ends_with_worker_lost(
     engine: PrivateEngine, services: Stack
 ) -> None:
-    _volume_with_files(engine, services, "vv-deadly")
-    with ScanTracker(services.ws_url) as tracker:
-        scan_id = _refresh_async(services, "vv-deadly")["scan_id"]
+    def kill_every_worker_it_meets(scan_id: str) -> None:
         for attempt in (1, 2, 3):
             os.kill(_worker_pid_for(services, scan_id, attempt), signal.SIGKILL)
-        wait_until(lambda: tracker.outcomes(scan_id), 30, message="no outcome")
-        time.sleep(1.0)
-    outcomes = tracker.outcomes(scan_id)
+
+    scan_id, outcomes = _outcomes_despite(engine, services, "vv-deadly", kill_every_worker_it_meets)
     assert len(outcomes) == 1
     assert outcomes[0]["type"] == "scan_error"
     assert outcomes[0]["data"]["code"] == "SCAN_WORKER_LOST"
-    job = httpx.get(f"{services.base_url}/api/v1/scans/{scan_id}").json()
+    job = _job(services, scan_id)
     assert job["status"] == "failed" and job["error"]["code"] == "SCAN_WORKER_LOST"
     assert "attempt=4" not in services["gateway"].log_text()
 
@@ -173,15 +186,13 @@ def test_job_that_kills_three_workers_ends_with_worker_lost(
 def test_scanner_pool_killed_mid_scan_recovers_the_job(
     engine: PrivateEngine, services: Stack
 ) -> None:
-    _volume_with_files(engine, services, "vv-pool")
-    with ScanTracker(services.ws_url) as tracker:
-        scan_id = _refresh_async(services, "vv-pool")["scan_id"]
+    def restart_scanner_pool(scan_id: str) -> None:
         _worker_pid_for(services, scan_id, attempt=1)
         services["scanner"].kill()
         services["scanner"].start()
-        wait_until(lambda: tracker.outcomes(scan_id), 40, message="no outcome")
-        time.sleep(1.0)
-    assert [o["type"] for o in tracker.outcomes(scan_id)] == ["scan_complete"]
+
+    _, outcomes = _outcomes_despite(engine, services, "vv-pool", restart_scanner_pool, timeout=40)
+    assert [o["type"] for o in outcomes] == ["scan_complete"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -11,7 +11,13 @@ import httpx
 import psutil
 import pytest
 
-from tests.support.api import refresh, volume_listed, wait_scan_status, wait_scanners
+from tests.support.api import (
+    refresh,
+    volume_listed,
+    volume_with_file,
+    wait_scan_status,
+    wait_scanners,
+)
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.trees import (
@@ -89,9 +95,7 @@ def test_known_tree_is_measured_exactly(engine: PrivateEngine, services: Stack) 
 def test_get_size_scans_once_then_serves_the_stored_result(
     engine: PrivateEngine, services: Stack
 ) -> None:
-    engine.client.volumes.create("vv-cache")
-    (mountpoint(engine, "vv-cache") / "f").write_bytes(b"1" * 12345)
-    volume_listed(services, "vv-cache")
+    volume_with_file(engine, services, "vv-cache", b"1" * 12345)
     with services.ws() as ws:
         first = httpx.get(f"{services.base_url}/api/v1/volumes/vv-cache/size", timeout=60)
         assert first.status_code == 200 and first.json()["cached"] is False
@@ -319,9 +323,7 @@ def test_no_job_starts_under_a_cpu_hog_and_queued_jobs_start_after(
 def test_restarted_gateway_serves_stored_results_without_rescanning(
     engine: PrivateEngine, services: Stack
 ) -> None:
-    engine.client.volumes.create("vv-keep")
-    (mountpoint(engine, "vv-keep") / "kept").write_bytes(b"k" * 777)
-    volume_listed(services, "vv-keep")
+    volume_with_file(engine, services, "vv-keep", b"k" * 777)
     scanned = refresh(services, "vv-keep").json()["result"]
     services["gateway"].terminate()
     services["gateway"].start()

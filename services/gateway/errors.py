@@ -53,6 +53,17 @@ def volume_not_found(volume_id: str) -> ApiError:
     return ApiError(404, "VOLUME_NOT_FOUND", f"volume {volume_id!r} not found")
 
 
+def rate_limited(reason: str, retry_after_seconds: int) -> ApiError:
+    """429 saying when to come back, in the body and in Retry-After."""
+    return ApiError(
+        429,
+        "RATE_LIMITED",
+        f"{reason}; retry in {retry_after_seconds} s",
+        details={"retry_after_seconds": retry_after_seconds},
+        headers={"Retry-After": str(retry_after_seconds)},
+    )
+
+
 def error_response(
     status: int, code: str, message: str, details: dict[str, Any] | None = None
 ) -> Response:

@@ -20,7 +20,7 @@ from services.gateway.api_models import (
     ScanResponseOut,
 )
 from services.gateway.catalog import result_json
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, rate_limited
 from services.gateway.openapi_doc import document_errors
 from services.gateway.runtime import runtime
 from services.gateway.scan_methods import scan_methods
@@ -64,13 +64,7 @@ def limit_scan_requests() -> None:
     client = request.remote_addr or "unknown"
     wait = runtime().scan_limiter.retry_after(client)
     if wait:
-        raise ApiError(
-            429,
-            "RATE_LIMITED",
-            f"too many scan requests; retry in {wait} s",
-            details={"retry_after_seconds": wait},
-            headers={"Retry-After": str(wait)},
-        )
+        raise rate_limited("too many scan requests", wait)
 
 
 def accepted(job: Job) -> tuple[dict[str, Any], int]:

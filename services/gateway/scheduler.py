@@ -28,7 +28,7 @@ from typing import Any
 
 from common.settings import Settings
 from services.gateway.catalog import VolumeCatalog
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, rate_limited
 from services.gateway.scan_broker import ScanBroker
 from services.gateway.scans import ScanCoordinator
 
@@ -186,14 +186,8 @@ class ScanScheduler:
         if self._last_queue_all is not None:
             wait = QUEUE_ALL_MIN_INTERVAL_SECONDS - (now - self._last_queue_all)
             if wait > 0:
-                seconds = math.ceil(wait)
-                raise ApiError(
-                    429,
-                    "RATE_LIMITED",
-                    f"all volumes were queued less than a minute ago; retry in {seconds} s",
-                    details={"retry_after_seconds": seconds},
-                    headers={"Retry-After": str(seconds)},
-                )
+                reason = "all volumes were queued less than a minute ago"
+                raise rate_limited(reason, math.ceil(wait))
         if self.broker.alive_count() == 0:
             raise ApiError(503, "SCANNER_UNAVAILABLE", "no scanner worker is alive")
         self._last_queue_all = now

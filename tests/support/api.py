@@ -6,7 +6,9 @@ from typing import Any
 
 import httpx
 
+from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
+from tests.support.trees import mountpoint
 from tests.support.waiting import wait_until
 
 # VV_SCAN_LOAD_THRESHOLD for tests that are not about the load throttle: the host may be
@@ -29,6 +31,13 @@ def volume_listed(stack: Stack, name: str, timeout: float = 10) -> None:
         timeout,
         message=f"{name} never listed",
     )
+
+
+def volume_with_file(engine: PrivateEngine, stack: Stack, name: str, content: bytes) -> None:
+    """Create `name` holding one file of `content`; return once the gateway lists it."""
+    engine.client.volumes.create(name)
+    (mountpoint(engine, name) / "f").write_bytes(content)
+    volume_listed(stack, name)
 
 
 def wait_scan_status(stack: Stack, scan_id: str, status: str, timeout: float = 30) -> None:
