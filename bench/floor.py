@@ -33,8 +33,8 @@ import uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from services.gateway.ws_compression import set_websocket_compression
-from services.gateway.ws_hub import envelope
+from services.gateway.ws.compression import set_websocket_compression
+from services.gateway.ws.hub import envelope
 from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.gateway.forecast import confidence, fit_line, forecast
+from services.gateway.history.forecast import confidence, fit_line, forecast
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.gateway.scheduler import next_due, phase
+from services.gateway.scans.scheduler import next_due, phase
 from tests.support.api import NEVER_THROTTLED, start_services, wait_scan_status, wait_scanners
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from services.gateway.catalog import VolumeCatalog
-from services.gateway.ws_hub import WsClient, WsHub
+from services.gateway.readmodel.catalog import VolumeCatalog
+from services.gateway.ws.hub import WsClient, WsHub
 
 
 def _drain(client: WsClient, count: int) -> list[str]:

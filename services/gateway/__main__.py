@@ -13,8 +13,8 @@ from hypercorn.config import Config
 from common.curve import require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
-from services.gateway.app import create_app
-from services.gateway.ws_compression import set_websocket_compression
+from services.gateway.http.app import create_app
+from services.gateway.ws.compression import set_websocket_compression
 
 
 def is_loopback(host: str) -> bool:

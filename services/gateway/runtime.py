@@ -16,17 +16,17 @@ from quart import current_app
 from common import bus
 from common.settings import Settings
 from common.tasks import start_essential
-from services.gateway.catalog import VolumeCatalog
-from services.gateway.history import History
-from services.gateway.listing import ListingCache
-from services.gateway.metrics import GatewayMetrics
-from services.gateway.rate_limit import ClientRateLimiter
-from services.gateway.scan_broker import ScanBroker
-from services.gateway.scans import ScanCoordinator
-from services.gateway.scheduler import ScanScheduler
-from services.gateway.state_client import StateClient
-from services.gateway.store import Store
-from services.gateway.ws_hub import WsHub
+from services.gateway.history.points import History
+from services.gateway.http.rate_limit import ClientRateLimiter
+from services.gateway.metrics.collector import GatewayMetrics
+from services.gateway.readmodel.catalog import VolumeCatalog
+from services.gateway.readmodel.listing import ListingCache
+from services.gateway.readmodel.state_client import StateClient
+from services.gateway.scans.broker import ScanBroker
+from services.gateway.scans.coordinator import ScanCoordinator
+from services.gateway.scans.scheduler import ScanScheduler
+from services.gateway.storage.store import Store
+from services.gateway.ws.hub import WsHub
 
 log = logging.getLogger("gateway")
 

@@ -28,7 +28,7 @@ from common.messages import (
 )
 from common.settings import Settings
 from common.tasks import start_essential
-from services.gateway.catalog import VolumeCatalog
+from services.gateway.readmodel.catalog import VolumeCatalog
 
 log = logging.getLogger("gateway.state")
 

@@ -24,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from common.messages import ScanErrorCode
-from services.gateway.store import JobRow
+from services.gateway.storage.store import JobRow
 
 if TYPE_CHECKING:
     from services.gateway.runtime import GatewayRuntime

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from common.messages import utc_now
-from services.gateway.store import Store, utc_text
+from services.gateway.storage.store import Store, utc_text
 
 log = logging.getLogger("gateway.history")
 

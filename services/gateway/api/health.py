@@ -7,7 +7,7 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import security_scheme, validate_response
 
-from services.gateway.api_models import HealthOut, ProbeOut
+from services.gateway.api.models import HealthOut, ProbeOut
 from services.gateway.runtime import GatewayRuntime, runtime
 
 blueprint = Blueprint("health", __name__, url_prefix="/api/v1")

@@ -14,11 +14,11 @@ from quart import Blueprint, Response, websocket
 from quart.wrappers import Websocket
 from quart_cors import cors_exempt
 
-from services.gateway.auth import offered_protocols, selected_protocol
-from services.gateway.errors import error_response
-from services.gateway.rate_limit import TokenBucket
+from services.gateway.http.auth import offered_protocols, selected_protocol
+from services.gateway.http.errors import error_response
+from services.gateway.http.rate_limit import TokenBucket
 from services.gateway.runtime import runtime
-from services.gateway.ws_hub import WsClient, envelope
+from services.gateway.ws.hub import WsClient, envelope
 
 log = logging.getLogger("gateway.ws")
 

@@ -15,7 +15,7 @@ from quart import Quart, Response, has_websocket_context, request, send_file
 from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
 
-from services.gateway.errors import http_error_response
+from services.gateway.http.errors import http_error_response
 
 log = logging.getLogger("gateway.static")
 

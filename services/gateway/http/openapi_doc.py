@@ -22,7 +22,7 @@ from quart_schema.openapi import (
 )
 from werkzeug.routing import Rule
 
-from services.gateway.api_models import ErrorBody
+from services.gateway.api.models import ErrorBody
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 API_DOCS_PATH = "/api/v1/docs"

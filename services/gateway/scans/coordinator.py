@@ -29,11 +29,11 @@ from common.messages import (
 )
 from common.settings import Settings
 from common.tasks import start_essential
-from services.gateway.catalog import VolumeCatalog, result_json, rfc3339
-from services.gateway.errors import ApiError, volume_not_found
-from services.gateway.scan_broker import ScanBroker
-from services.gateway.store import JobRow, Store
-from services.gateway.ws_hub import WsHub, envelope
+from services.gateway.http.errors import ApiError, volume_not_found
+from services.gateway.readmodel.catalog import VolumeCatalog, result_json, rfc3339
+from services.gateway.scans.broker import ScanBroker
+from services.gateway.storage.store import JobRow, Store
+from services.gateway.ws.hub import WsHub, envelope
 
 log = logging.getLogger("gateway.scans")
 

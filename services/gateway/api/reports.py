@@ -7,9 +7,9 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_response
 
-from services.gateway.api_models import OrphanedReportOut, OrphanedReportQuery
-from services.gateway.listing import filter_views, list_page
-from services.gateway.openapi_doc import document_errors
+from services.gateway.api.models import OrphanedReportOut, OrphanedReportQuery
+from services.gateway.http.openapi_doc import document_errors
+from services.gateway.readmodel.listing import filter_views, list_page
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("reports", __name__, url_prefix="/api/v1")

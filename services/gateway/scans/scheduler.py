@@ -27,10 +27,10 @@ from functools import lru_cache
 from typing import Any
 
 from common.settings import Settings
-from services.gateway.catalog import VolumeCatalog
-from services.gateway.errors import ApiError, rate_limited
-from services.gateway.scan_broker import ScanBroker
-from services.gateway.scans import ScanCoordinator
+from services.gateway.http.errors import ApiError, rate_limited
+from services.gateway.readmodel.catalog import VolumeCatalog
+from services.gateway.scans.broker import ScanBroker
+from services.gateway.scans.coordinator import ScanCoordinator
 
 log = logging.getLogger("gateway.scheduler")
 

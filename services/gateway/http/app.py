@@ -7,27 +7,19 @@ from quart_cors import cors
 from quart_schema import Info, QuartSchema
 
 from common.settings import Settings
-from services.gateway import (
-    health_api,
-    history_api,
-    metrics_api,
-    reports_api,
-    scans_api,
-    scheduler_api,
-    volumes_api,
-    ws_api,
-)
-from services.gateway.auth import install_auth
-from services.gateway.errors import install_error_handlers
-from services.gateway.openapi_doc import (
+from services.gateway.api import health, history, metrics, reports, scans, scheduler, volumes
+from services.gateway.http.auth import install_auth
+from services.gateway.http.errors import install_error_handlers
+from services.gateway.http.openapi_doc import (
     API_DOCS_PATH,
     OPENAPI_PATH,
     SECURITY_SCHEMES,
     VolumeVizOpenAPIProvider,
 )
+from services.gateway.http.security_headers import install_security_headers
+from services.gateway.http.static_files import install_static_files
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.security_headers import install_security_headers
-from services.gateway.static_files import install_static_files
+from services.gateway.ws import endpoint as ws_endpoint
 
 
 def create_app(settings: Settings) -> Quart:
@@ -40,7 +32,7 @@ def create_app(settings: Settings) -> Quart:
         swagger_ui_path=API_DOCS_PATH,
         redoc_ui_path=None,
         scalar_ui_path=None,
-        info=Info(title="VolumeViz backend", version=health_api.VERSION),
+        info=Info(title="VolumeViz backend", version=health.VERSION),
         openapi_provider_class=VolumeVizOpenAPIProvider,
         security_schemes=SECURITY_SCHEMES,
         security=[{"bearer": []}] if settings.api_token is not None else None,
@@ -50,14 +42,14 @@ def create_app(settings: Settings) -> Quart:
     app.extensions["volumeviz"] = state
 
     for blueprint in (
-        volumes_api.blueprint,
-        scans_api.blueprint,
-        history_api.blueprint,
-        scheduler_api.blueprint,
-        reports_api.blueprint,
-        health_api.blueprint,
-        ws_api.blueprint,
-        metrics_api.blueprint,
+        volumes.blueprint,
+        scans.blueprint,
+        history.blueprint,
+        scheduler.blueprint,
+        reports.blueprint,
+        health.blueprint,
+        ws_endpoint.blueprint,
+        metrics.blueprint,
     ):
         app.register_blueprint(blueprint)
     install_error_handlers(app)

@@ -17,7 +17,7 @@ import logging
 from quart import Quart, Response, request, websocket
 
 from common.settings import Settings
-from services.gateway.errors import error_response
+from services.gateway.http.errors import error_response
 
 log = logging.getLogger("gateway.auth")
 

@@ -7,8 +7,8 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import validate_response
 
-from services.gateway.api_models import BulkScanOut, SchedulerOut
-from services.gateway.openapi_doc import document_errors
+from services.gateway.api.models import BulkScanOut, SchedulerOut
+from services.gateway.http.openapi_doc import document_errors
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("scheduler", __name__, url_prefix="/api/v1")

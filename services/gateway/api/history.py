@@ -11,16 +11,16 @@ from quart import Blueprint
 from quart_schema import validate_querystring, validate_response
 
 from common.messages import utc_now
-from services.gateway.api_models import (
+from services.gateway.api.models import (
     ForecastOut,
     ForecastQuery,
     HistoryOut,
     HistoryQuery,
 )
-from services.gateway.forecast import forecast
-from services.gateway.openapi_doc import document_errors
+from services.gateway.api.volumes import find_volume
+from services.gateway.history.forecast import forecast
+from services.gateway.http.openapi_doc import document_errors
 from services.gateway.runtime import runtime
-from services.gateway.volumes_api import find_volume
 
 blueprint = Blueprint("history", __name__, url_prefix="/api/v1")
 

@@ -14,15 +14,15 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_response
 
-from services.gateway.api_models import (
+from services.gateway.api.models import (
     AttachmentListOut,
     VolumeDetailOut,
     VolumeListOut,
     VolumeListQuery,
 )
-from services.gateway.catalog import VolumeView
-from services.gateway.errors import ApiError, volume_not_found
-from services.gateway.openapi_doc import document_errors
+from services.gateway.http.errors import ApiError, volume_not_found
+from services.gateway.http.openapi_doc import document_errors
+from services.gateway.readmodel.catalog import VolumeView
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("volumes", __name__, url_prefix="/api/v1")

@@ -10,7 +10,7 @@ from quart import Blueprint, request
 from quart_schema import document_request, validate_response
 
 from common.messages import ScanMethod, utc_now
-from services.gateway.api_models import (
+from services.gateway.api.models import (
     BulkScanOut,
     BulkScanRequest,
     RefreshRequest,
@@ -19,13 +19,13 @@ from services.gateway.api_models import (
     ScanMethodsOut,
     ScanResponseOut,
 )
-from services.gateway.catalog import result_json
-from services.gateway.errors import ApiError, rate_limited
-from services.gateway.openapi_doc import document_errors
+from services.gateway.api.volumes import find_volume
+from services.gateway.http.errors import ApiError, rate_limited
+from services.gateway.http.openapi_doc import document_errors
+from services.gateway.readmodel.catalog import result_json
 from services.gateway.runtime import runtime
-from services.gateway.scan_methods import scan_methods
-from services.gateway.scans import ERROR_STATUS, Job, job_json
-from services.gateway.volumes_api import find_volume
+from services.gateway.scans.coordinator import ERROR_STATUS, Job, job_json
+from services.gateway.scans.methods import scan_methods
 
 blueprint = Blueprint("scans", __name__, url_prefix="/api/v1")
 

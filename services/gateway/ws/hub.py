@@ -12,7 +12,7 @@ from collections import deque
 from typing import Any
 
 from common.messages import utc_now
-from services.gateway.catalog import VolumeCatalog, rfc3339
+from services.gateway.readmodel.catalog import VolumeCatalog, rfc3339
 
 log = logging.getLogger("gateway.ws")
 

@@ -6,8 +6,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from services.gateway.api_models import SortKey, VolumeListQuery
-from services.gateway.catalog import VolumeCatalog, VolumeView, rfc3339
+from services.gateway.api.models import SortKey, VolumeListQuery
+from services.gateway.readmodel.catalog import VolumeCatalog, VolumeView, rfc3339
 
 
 def filter_views(views: Iterable[VolumeView], query: VolumeListQuery) -> list[VolumeView]:

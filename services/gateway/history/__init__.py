@@ -1,0 +1,1 @@
+"""Size history over time and the growth forecast."""

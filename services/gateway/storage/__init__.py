@@ -1,0 +1,1 @@
+"""SQLite storage of jobs, results and events."""

@@ -1,0 +1,1 @@
+"""The WebSocket: the endpoint, the fan-out hub, the compression choice."""
