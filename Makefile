@@ -40,7 +40,7 @@ run: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
 test: setup
-	scripts/ensure-docker.sh
+	scripts/ensure-test-packages.sh
 	@echo "$(BIN)/pytest $(PYTEST_ARGS)"; rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc
@@ -50,7 +50,7 @@ lint: setup
 	$(BIN)/mypy $(LINT_PATHS)
 
 bench: setup
-	scripts/ensure-docker.sh
+	scripts/ensure-test-packages.sh
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 clean:

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import zmq
 
-from common.curve import secure_client, secure_server, stop_authenticator
+from common.curve import Link, secure_client, secure_server, stop_authenticator
 from common.settings import Settings
 
 # A closing socket may hold unsent messages this long, so shutdown never hangs.
@@ -35,20 +35,20 @@ def prepare(socket: SocketT) -> SocketT:
     return socket
 
 
-def bind(socket: SocketT, endpoint: str, settings: Settings) -> SocketT:
-    """Bind (CurveZMQ server on tcp), replacing a stale ipc socket file left behind."""
+def bind(socket: SocketT, endpoint: str, settings: Settings, link: Link) -> SocketT:
+    """Bind (CurveZMQ server of `link` on tcp), replacing a stale ipc socket file."""
     prepare(socket)
-    secure_server(socket, endpoint, settings)
+    secure_server(socket, endpoint, settings, link)
     if endpoint.startswith("ipc://"):
         Path(endpoint.removeprefix("ipc://")).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     socket.bind(endpoint)
     return socket
 
 
-def connect(socket: SocketT, endpoint: str, settings: Settings) -> SocketT:
-    """Connect (CurveZMQ client on tcp)."""
+def connect(socket: SocketT, endpoint: str, settings: Settings, link: Link) -> SocketT:
+    """Connect (CurveZMQ client of `link` on tcp)."""
     prepare(socket)
-    secure_client(socket, endpoint, settings)
+    secure_client(socket, endpoint, settings, link)
     socket.connect(endpoint)
     return socket
 

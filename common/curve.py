@@ -2,17 +2,21 @@
 
 `ipc://` sockets live in `VV_RUNTIME_DIR` (mode 0700, ours), so only the service user can
 reach them. A `tcp://` endpoint can be reached by anyone on the network, so it is encrypted
-and authenticated with CurveZMQ or not opened at all:
+and authenticated with CurveZMQ or not opened at all.
 
-* a binding service (the server: watcher, gateway's job ROUTER) needs
-  `VV_BUS_CURVE_SERVER_PUBLIC`, `VV_BUS_CURVE_SERVER_SECRET` and `VV_BUS_CURVE_CLIENT_PUBLIC`;
-* a connecting service (the client: gateway's subscribers, scanner workers) needs
-  `VV_BUS_CURVE_SERVER_PUBLIC`, `VV_BUS_CURVE_CLIENT_PUBLIC` and `VV_BUS_CURVE_CLIENT_SECRET`.
+Each service has a key pair of its own (`VV_BUS_CURVE_<SERVICE>_PUBLIC` / `_SECRET`), and
+the bus has two links, each with one server and one client:
 
-A ZAP handler (pyzmq's ThreadAuthenticator, one per context) admits only the one client
-public key; a peer without keys, or with any other key, never completes the handshake.
-Keys are Z85 (40 characters): `python -m common.curve` prints a fresh set.
-Any other transport than ipc, inproc and tcp is refused.
+* `state` (PUB + snapshot ROUTER): the watcher serves, the gateway connects;
+* `jobs` (ROUTER): the gateway serves, scanner workers connect.
+
+A server admits only its link's client key, through a ZAP handler (pyzmq's
+ThreadAuthenticator, one per context), so one service's key cannot pose as another: the
+scanner's key cannot subscribe to the watcher, nor the gateway's take jobs. A peer without
+keys, or with any other key, never completes the handshake. A service needs its own pair and
+the public keys of the services it talks to. Keys are Z85 (40 characters):
+`python -m common.curve` prints a fresh set. Any other transport than ipc, inproc and tcp
+is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -30,9 +35,27 @@ from common.settings import Settings
 log = logging.getLogger("bus.curve")
 
 ZAP_DOMAIN = "volumeviz"
-SERVER_KEYS = ("server_public", "server_secret", "client_public")
-CLIENT_KEYS = ("server_public", "client_public", "client_secret")
+SERVICES = ("watcher", "gateway", "scanner")
 LOCAL_SCHEMES = ("ipc://", "inproc://")
+
+
+@dataclass(frozen=True)
+class Link:
+    """One pair of services on the bus: `server` binds, `client` connects."""
+
+    name: str
+    server: str
+    client: str
+
+    def server_keys(self) -> tuple[str, ...]:
+        return (f"{self.server}_public", f"{self.server}_secret", f"{self.client}_public")
+
+    def client_keys(self) -> tuple[str, ...]:
+        return (f"{self.server}_public", f"{self.client}_public", f"{self.client}_secret")
+
+
+STATE_LINK = Link("state", server="watcher", client="gateway")
+JOBS_LINK = Link("jobs", server="gateway", client="scanner")
 
 _authenticators: dict[int, ThreadAuthenticator] = {}
 
@@ -99,11 +122,11 @@ def _check_scheme(endpoint: str) -> bool:
     raise BusSecurityError(f"refusing bus endpoint {endpoint}: only ipc://, inproc://, tcp://")
 
 
-def secure_server(socket: zmq.Socket[bytes], endpoint: str, settings: Settings) -> None:
-    """Make a binding socket a CurveZMQ server admitting only the client key (tcp only)."""
+def secure_server(socket: zmq.Socket[bytes], endpoint: str, settings: Settings, link: Link) -> None:
+    """Make a binding socket a CurveZMQ server admitting only the link's client (tcp only)."""
     if not _check_scheme(endpoint):
         return
-    server_public, server_secret, client_public = _required(settings, endpoint, SERVER_KEYS)
+    server_public, server_secret, client_public = _required(settings, endpoint, link.server_keys())
     _authenticator(socket.context, client_public)
     socket.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
     socket.setsockopt(zmq.CURVE_SERVER, 1)
@@ -111,25 +134,30 @@ def secure_server(socket: zmq.Socket[bytes], endpoint: str, settings: Settings) 
     socket.setsockopt(zmq.CURVE_SECRETKEY, server_secret)
 
 
-def secure_client(socket: zmq.Socket[bytes], endpoint: str, settings: Settings) -> None:
-    """Give a connecting socket the client keys and the server's public key (tcp only)."""
+def secure_client(socket: zmq.Socket[bytes], endpoint: str, settings: Settings, link: Link) -> None:
+    """Give a connecting socket its service's keys and the server's public key (tcp only)."""
     if not _check_scheme(endpoint):
         return
-    server_public, client_public, client_secret = _required(settings, endpoint, CLIENT_KEYS)
+    server_public, client_public, client_secret = _required(settings, endpoint, link.client_keys())
     socket.setsockopt(zmq.CURVE_SERVERKEY, server_public)
     socket.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
     socket.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
 
 
 def require_safe_bus(
-    settings: Settings, *, serves: Sequence[str] = (), connects: Sequence[str] = ()
+    settings: Settings,
+    *,
+    serves: Sequence[tuple[str, Link]] = (),
+    connects: Sequence[tuple[str, Link]] = (),
 ) -> None:
     """At a service's start: exit (status 2, one log line) unless every endpoint is safe."""
     try:
-        for endpoints, names in ((serves, SERVER_KEYS), (connects, CLIENT_KEYS)):
-            for endpoint in endpoints:
-                if _check_scheme(endpoint):
-                    _required(settings, endpoint, names)
+        for endpoint, link in serves:
+            if _check_scheme(endpoint):
+                _required(settings, endpoint, link.server_keys())
+        for endpoint, link in connects:
+            if _check_scheme(endpoint):
+                _required(settings, endpoint, link.client_keys())
     except BusSecurityError as error:
         log.critical("refusing to start: %s", error)
         raise SystemExit(2) from None
@@ -143,11 +171,11 @@ def stop_authenticator(context: zmq.Context[zmq.Socket[bytes]]) -> None:
 
 
 def main() -> None:
-    """Print a fresh server and client key pair as environment lines."""
-    for role in ("server", "client"):
+    """Print a fresh key pair for each service as environment lines."""
+    for service in SERVICES:
         public, secret = zmq.curve_keypair()
-        print(f"VV_BUS_CURVE_{role.upper()}_PUBLIC={public.decode()}")
-        print(f"VV_BUS_CURVE_{role.upper()}_SECRET={secret.decode()}")
+        print(f"VV_BUS_CURVE_{service.upper()}_PUBLIC={public.decode()}")
+        print(f"VV_BUS_CURVE_{service.upper()}_SECRET={secret.decode()}")
 
 
 if __name__ == "__main__":

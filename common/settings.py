@@ -28,9 +28,7 @@ def _default_runtime_dir() -> Path:
 class Settings(BaseSettings):
     """Every setting of every service; each is documented in the README."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # --- gateway (HTTP + WebSocket)
     host: str = Field("127.0.0.1", validation_alias=_env("VV_HOST"))
@@ -38,6 +36,10 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://localhost:5173", "http://127.0.0.1:5173"],
         validation_alias=_env("VV_ALLOWED_ORIGINS"),
+    )
+    # Host names (with an optional :port) the gateway answers to; empty: its own names.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("VV_ALLOWED_HOSTS")
     )
     ws_idle_timeout_seconds: float = Field(90.0, gt=0, validation_alias=_env("VV_WS_IDLE_TIMEOUT"))
     ws_max_message_bytes: int = Field(4096, gt=0, validation_alias=_env("VV_WS_MAX_MESSAGE_BYTES"))
@@ -60,6 +62,7 @@ class Settings(BaseSettings):
         60.0, gt=0, validation_alias=_env("VV_SCAN_REQUESTS_PER_MINUTE")
     )
     scan_request_burst: int = Field(20, ge=1, validation_alias=_env("VV_SCAN_REQUEST_BURST"))
+    session_ttl_seconds: float = Field(43200.0, gt=0, validation_alias=_env("VV_SESSION_TTL"))
 
     # --- storage
     data_dir: Path = Field(Path("./data"), validation_alias=_env("VV_DATA_DIR"))
@@ -77,18 +80,25 @@ class Settings(BaseSettings):
         1.0, gt=0, validation_alias=_env("VV_HEARTBEAT_INTERVAL")
     )
     heartbeat_liveness: int = Field(3, ge=1, validation_alias=_env("VV_HEARTBEAT_LIVENESS"))
-    # CurveZMQ (Z85 keys, 40 characters): required for tcp:// endpoints.
-    bus_curve_server_public: str | None = Field(
-        None, validation_alias=_env("VV_BUS_CURVE_SERVER_PUBLIC")
+    # CurveZMQ (Z85 keys, 40 characters), required for tcp:// endpoints: each service has
+    # its own key pair, and each server admits only the public key of its one client.
+    bus_curve_watcher_public: str | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_WATCHER_PUBLIC")
     )
-    bus_curve_server_secret: SecretStr | None = Field(
-        None, validation_alias=_env("VV_BUS_CURVE_SERVER_SECRET")
+    bus_curve_watcher_secret: SecretStr | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_WATCHER_SECRET")
     )
-    bus_curve_client_public: str | None = Field(
-        None, validation_alias=_env("VV_BUS_CURVE_CLIENT_PUBLIC")
+    bus_curve_gateway_public: str | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_GATEWAY_PUBLIC")
     )
-    bus_curve_client_secret: SecretStr | None = Field(
-        None, validation_alias=_env("VV_BUS_CURVE_CLIENT_SECRET")
+    bus_curve_gateway_secret: SecretStr | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_GATEWAY_SECRET")
+    )
+    bus_curve_scanner_public: str | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_SCANNER_PUBLIC")
+    )
+    bus_curve_scanner_secret: SecretStr | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_SCANNER_SECRET")
     )
 
     # --- watcher
@@ -125,7 +135,7 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("allowed_origins", "scan_roots", mode="before")
+    @field_validator("allowed_origins", "allowed_hosts", "scan_roots", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -149,6 +159,15 @@ class Settings(BaseSettings):
     @property
     def jobs_endpoint(self) -> str:
         return self.bus_jobs_endpoint or f"ipc://{self.runtime_dir}/jobs"
+
+    @property
+    def gateway_hosts(self) -> list[str]:
+        """`Host` values the gateway answers to: VV_ALLOWED_HOSTS, else its own names."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        bound = f"[{self.host}]" if ":" in self.host else self.host
+        names = dict.fromkeys(["localhost", "127.0.0.1", "[::1]", bound])
+        return [f"{name}:{self.port}" for name in names]
 
     @property
     def liveness_timeout_seconds(self) -> float:

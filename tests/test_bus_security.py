@@ -43,14 +43,28 @@ def _tcp_endpoints() -> dict[str, str]:
 
 
 def _curve_settings() -> dict[str, str]:
-    server_public, server_secret = zmq.curve_keypair()
-    client_public, client_secret = zmq.curve_keypair()
-    return {
-        "VV_BUS_CURVE_SERVER_PUBLIC": server_public.decode(),
-        "VV_BUS_CURVE_SERVER_SECRET": server_secret.decode(),
-        "VV_BUS_CURVE_CLIENT_PUBLIC": client_public.decode(),
-        "VV_BUS_CURVE_CLIENT_SECRET": client_secret.decode(),
-    }
+    """A key pair of its own for each service."""
+    keys: dict[str, str] = {}
+    for service in ("WATCHER", "GATEWAY", "SCANNER"):
+        public, secret = zmq.curve_keypair()
+        keys[f"VV_BUS_CURVE_{service}_PUBLIC"] = public.decode()
+        keys[f"VV_BUS_CURVE_{service}_SECRET"] = secret.decode()
+    return keys
+
+
+def _keyed_socket(
+    context: zmq.Context[zmq.Socket[bytes]],
+    kind: int,
+    keys: dict[str, str],
+    server: str,
+    client: str,
+) -> zmq.Socket[bytes]:
+    """A socket that talks to `server`'s endpoint holding `client`'s key pair."""
+    sock = context.socket(kind)
+    sock.setsockopt(zmq.CURVE_SERVERKEY, keys[f"VV_BUS_CURVE_{server}_PUBLIC"].encode())
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, keys[f"VV_BUS_CURVE_{client}_PUBLIC"].encode())
+    sock.setsockopt(zmq.CURVE_SECRETKEY, keys[f"VV_BUS_CURVE_{client}_SECRET"].encode())
+    return sock
 
 
 def _handshake_events(sock: zmq.Socket[bytes], timeout: float = 15.0) -> set[int]:
@@ -92,13 +106,13 @@ def test_tcp_endpoints_refuse_to_start_without_curve_keys(stack: Stack, service:
     log = proc.log_text()
     assert "refusing to start" in log and "VV_BUS_CURVE_" in log
     half = _curve_settings()
-    del half["VV_BUS_CURVE_CLIENT_PUBLIC"]  # every role needs the client's public key
+    del half["VV_BUS_CURVE_GATEWAY_PUBLIC"]  # every service talks to the gateway
     stack.configure(**half)
     proc = stack.process(service).start()
     assert proc.wait(30) == 2
 
 
-def test_curve_bus_works_and_peers_without_the_client_key_are_refused(
+def test_curve_bus_works_and_only_each_links_own_client_key_is_admitted(
     engine: PrivateEngine, stack: Stack, context: zmq.Context[zmq.Socket[bytes]]
 ) -> None:
     endpoints = _tcp_endpoints()
@@ -122,21 +136,29 @@ def test_curve_bus_works_and_peers_without_the_client_key_are_refused(
     # A peer that knows the server's public key but has its own key pair: ZAP refuses it.
     stranger = context.socket(zmq.DEALER)
     stranger_public, stranger_secret = zmq.curve_keypair()
-    stranger.setsockopt(zmq.CURVE_SERVERKEY, keys["VV_BUS_CURVE_SERVER_PUBLIC"].encode())
+    stranger.setsockopt(zmq.CURVE_SERVERKEY, keys["VV_BUS_CURVE_GATEWAY_PUBLIC"].encode())
     stranger.setsockopt(zmq.CURVE_PUBLICKEY, stranger_public)
     stranger.setsockopt(zmq.CURVE_SECRETKEY, stranger_secret)
     stranger.connect(endpoints["VV_BUS_JOBS_ENDPOINT"])
     assert zmq.EVENT_HANDSHAKE_FAILED_AUTH in _handshake_events(stranger)
     stack["gateway"].wait_for_log("bus peer refused: unknown CurveZMQ key")
 
-    # The configured client key is let in: the refusals above were about the key alone.
-    member = context.socket(zmq.SUB)
+    # One service's key cannot pose as another: the scanner's pair is no subscriber of the
+    # watcher, and the gateway's own pair takes no jobs from the gateway.
+    posing_scanner = _keyed_socket(context, zmq.SUB, keys, server="WATCHER", client="SCANNER")
+    posing_scanner.setsockopt(zmq.SUBSCRIBE, b"")
+    posing_scanner.connect(endpoints["VV_BUS_STATE_ENDPOINT"])
+    assert zmq.EVENT_HANDSHAKE_FAILED_AUTH in _handshake_events(posing_scanner)
+    stack["watcher"].wait_for_log("bus peer refused: unknown CurveZMQ key")
+    posing_gateway = _keyed_socket(context, zmq.DEALER, keys, server="GATEWAY", client="GATEWAY")
+    posing_gateway.connect(endpoints["VV_BUS_JOBS_ENDPOINT"])
+    assert zmq.EVENT_HANDSHAKE_FAILED_AUTH in _handshake_events(posing_gateway)
+
+    # The link's own client key is let in: the refusals above were about the key alone.
+    member = _keyed_socket(context, zmq.SUB, keys, server="WATCHER", client="GATEWAY")
     member.setsockopt(zmq.SUBSCRIBE, b"")
-    member.setsockopt(zmq.CURVE_SERVERKEY, keys["VV_BUS_CURVE_SERVER_PUBLIC"].encode())
-    member.setsockopt(zmq.CURVE_PUBLICKEY, keys["VV_BUS_CURVE_CLIENT_PUBLIC"].encode())
-    member.setsockopt(zmq.CURVE_SECRETKEY, keys["VV_BUS_CURVE_CLIENT_SECRET"].encode())
     member.connect(endpoints["VV_BUS_STATE_ENDPOINT"])
     assert zmq.EVENT_HANDSHAKE_SUCCEEDED in _handshake_events(member)
     assert member.poll(10_000), "a keyed subscriber hears the watcher's heartbeats"
-    for sock in (plain, stranger, member):
+    for sock in (plain, stranger, posing_scanner, posing_gateway, member):
         sock.close(linger=0)

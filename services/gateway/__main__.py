@@ -10,7 +10,7 @@ import uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from common.curve import require_safe_bus
+from common.curve import JOBS_LINK, STATE_LINK, require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
 from services.gateway.http.app import create_app
@@ -40,8 +40,8 @@ async def main() -> None:
     log = setup_logging("gateway", settings.log_level)
     require_safe_bus(
         settings,
-        serves=[settings.jobs_endpoint],
-        connects=[settings.state_endpoint, settings.snapshot_endpoint],
+        serves=[(settings.jobs_endpoint, JOBS_LINK)],
+        connects=[(settings.state_endpoint, STATE_LINK), (settings.snapshot_endpoint, STATE_LINK)],
     )
     if not is_loopback(settings.host) and settings.api_token is None:
         log.warning(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from common.curve import require_safe_bus
+from common.curve import JOBS_LINK, require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
 from services.scanner.pool import ScannerPool
@@ -13,7 +13,7 @@ from services.scanner.pool import ScannerPool
 def main() -> int:
     settings = get_settings()
     setup_logging("scanner", settings.log_level)
-    require_safe_bus(settings, connects=[settings.jobs_endpoint])
+    require_safe_bus(settings, connects=[(settings.jobs_endpoint, JOBS_LINK)])
     pool = ScannerPool(settings)
     pool.install_signal_handlers()
     return pool.run()

@@ -18,6 +18,7 @@ import zmq
 from pydantic import ValidationError
 
 from common.bus import connect, term
+from common.curve import JOBS_LINK
 from common.messages import BusMessage, ScanFinished, ScanProgress, WorkerHeartbeat, decode, encode
 from common.settings import Settings
 
@@ -60,7 +61,7 @@ class GatewayLink:
         sock = self._context.socket(zmq.DEALER)
         sock.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
         sock.setsockopt(zmq.SNDHWM, SEND_HWM)
-        self._socket = connect(sock, self.settings.jobs_endpoint, self.settings)
+        self._socket = connect(sock, self.settings.jobs_endpoint, self.settings, JOBS_LINK)
         self._last_heard = time.monotonic()  # a new connection gets a full liveness window
 
     def send(self, message: WorkerHeartbeat | ScanProgress | ScanFinished) -> None:

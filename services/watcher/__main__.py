@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from common.curve import require_safe_bus
+from common.curve import STATE_LINK, require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
 from services.watcher.watcher import Watcher
@@ -14,7 +14,10 @@ from services.watcher.watcher import Watcher
 async def main() -> None:
     settings = get_settings()
     setup_logging("watcher", settings.log_level)
-    require_safe_bus(settings, serves=[settings.state_endpoint, settings.snapshot_endpoint])
+    require_safe_bus(
+        settings,
+        serves=[(settings.state_endpoint, STATE_LINK), (settings.snapshot_endpoint, STATE_LINK)],
+    )
     watcher = Watcher(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

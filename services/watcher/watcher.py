@@ -20,6 +20,7 @@ import zmq
 import zmq.asyncio
 
 from common import bus
+from common.curve import STATE_LINK
 from common.messages import (
     EngineStatus,
     Heartbeat,
@@ -59,10 +60,13 @@ class Watcher:
     async def startup(self) -> None:
         bus.ensure_runtime_dir(self.settings)
         self._publisher = bus.bind(
-            self._context.socket(zmq.PUB), self.settings.state_endpoint, self.settings
+            self._context.socket(zmq.PUB), self.settings.state_endpoint, self.settings, STATE_LINK
         )
         self._snapshots = bus.bind(
-            self._context.socket(zmq.ROUTER), self.settings.snapshot_endpoint, self.settings
+            self._context.socket(zmq.ROUTER),
+            self.settings.snapshot_endpoint,
+            self.settings,
+            STATE_LINK,
         )
         log.info(
             "started epoch=%s state=%s snapshot=%s",

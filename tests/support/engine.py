@@ -38,7 +38,7 @@ def find_dockerd() -> str:
     raise EngineError(
         "dockerd not found: the tests need a real Docker engine binary. "
         "Install Debian's docker.io package (run `make test`, which calls "
-        "scripts/ensure-docker.sh, or `apt-get install -y docker.io busybox-static`)."
+        "scripts/ensure-test-packages.sh, or `apt-get install -y docker.io busybox-static`)."
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,6 +25,7 @@ SortField = Literal[
 class ErrorBody(BaseModel):
     code: str
     message: str
+    error: str = Field(description="the same text as message, for clients that read `error`")
     request_id: str
     details: dict[str, Any] | None = None
 
@@ -184,17 +185,29 @@ class ProbeOut(BaseModel):
 # --- scans ----------------------------------------------------------------------------
 
 
-class RefreshRequest(BaseModel):
+# What a request may name: the methods, and `diskus`, the old backend's name for its fastest
+# method, which the dashboard still sends by default: here that is the native walk.
+RequestedScanMethod = Literal["native", "du", "diskus"]
+METHOD_ALIASES: dict[str, ScanMethod] = {"diskus": "native"}
+
+
+class _ScanRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+    method: RequestedScanMethod = "native"
+
+    @property
+    def scan_method(self) -> ScanMethod:
+        """The method that runs (the result reports it)."""
+        return METHOD_ALIASES.get(self.method) or cast(ScanMethod, self.method)
+
+
+class RefreshRequest(_ScanRequest):
     async_: bool = Field(False, alias="async")
-    method: ScanMethod = "native"
 
 
-class BulkScanRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class BulkScanRequest(_ScanRequest):
     volume_ids: list[str] | None = Field(None, max_length=10_000)
     all: bool = False
-    method: ScanMethod = "native"
 
 
 class ScanResponseOut(BaseModel):
@@ -238,9 +251,10 @@ class ScanJobOut(BaseModel):
 
 
 class ScanMethodOut(BaseModel):
-    name: ScanMethod
+    name: RequestedScanMethod
     available: bool
     description: str
+    alias_of: ScanMethod | None = Field(None, description="the method this name runs")
 
 
 class ScanMethodsOut(BaseModel):

@@ -138,8 +138,8 @@ async def refresh_volume_size(volume_id: str) -> tuple[dict[str, Any], int]:
     body = _validated(RefreshRequest, await _optional_json_body())
     limit_scan_requests()
     if body.async_:
-        return accepted(await runtime().scans.request(volume_id, body.method))
-    return await scan_and_wait(volume_id, body.method)
+        return accepted(await runtime().scans.request(volume_id, body.scan_method))
+    return await scan_and_wait(volume_id, body.scan_method)
 
 
 @blueprint.post("/volumes/bulk-scan")
@@ -158,7 +158,7 @@ async def bulk_scan() -> tuple[dict[str, Any], int]:
     limit_scan_requests()
     scan_ids = {}
     for name in names:
-        job = await state.scans.request(name, body.method)
+        job = await state.scans.request(name, body.scan_method)
         scan_ids[name] = job.row.scan_id
     return {"scan_ids": scan_ids, "total": len(scan_ids)}, 202
 

@@ -10,13 +10,16 @@ from common.settings import Settings
 from services.gateway.api import health, history, metrics, reports, scans, scheduler, volumes
 from services.gateway.http.auth import install_auth
 from services.gateway.http.errors import install_error_handlers
+from services.gateway.http.guards import install_guards, install_websocket_not_found
 from services.gateway.http.openapi_doc import (
-    API_DOCS_PATH,
     OPENAPI_PATH,
     SECURITY_SCHEMES,
     VolumeVizOpenAPIProvider,
 )
+from services.gateway.http.pages import pages_blueprint
 from services.gateway.http.security_headers import install_security_headers
+from services.gateway.http.session import SessionSigner
+from services.gateway.http.session_api import session_blueprint
 from services.gateway.http.static_files import install_static_files
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.ws import endpoint as ws_endpoint
@@ -29,7 +32,7 @@ def create_app(settings: Settings) -> Quart:
     QuartSchema(
         app,
         openapi_path=OPENAPI_PATH,
-        swagger_ui_path=API_DOCS_PATH,
+        swagger_ui_path=None,  # our own page (http/pages.py): its assets from a package, not a CDN
         redoc_ui_path=None,
         scalar_ui_path=None,
         info=Info(title="VolumeViz backend", version=health.VERSION),
@@ -52,15 +55,25 @@ def create_app(settings: Settings) -> Quart:
         metrics.blueprint,
     ):
         app.register_blueprint(blueprint)
+    sessions = (
+        SessionSigner(settings.api_token.get_secret_value(), settings.session_ttl_seconds)
+        if settings.api_token is not None
+        else None
+    )
+    app.register_blueprint(session_blueprint(settings, sessions))
+    app.register_blueprint(pages_blueprint())
     install_error_handlers(app)
-    install_security_headers(app, API_DOCS_PATH)  # first: the request id is in every answer
-    install_auth(app, settings)
+    # In this order: the request id is in every answer, then no foreign page gets further.
+    install_security_headers(app)
+    install_guards(app, settings)
+    install_auth(app, settings, sessions)
+    install_websocket_not_found(app)
     if settings.static_dir is not None:
         install_static_files(app, settings.static_dir)
     cors(
         app,
         allow_origin=settings.allowed_origins,
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["Content-Type", "Authorization", "X-Request-ID"],
         expose_headers=["X-Request-ID"],
         max_age=600,

@@ -1,4 +1,4 @@
-"""The contract's error body, everywhere: `{code, message, request_id, details?}`.
+"""The contract's error body, everywhere: `{code, message, error, request_id, details?}`.
 
 Never an HTML page, never a stack trace: every exception that leaves a route becomes one.
 """
@@ -10,7 +10,8 @@ from typing import Any
 
 from quart import Quart, Response, g, has_websocket_context, jsonify, request, websocket
 from quart_schema import RequestSchemaValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import WebsocketMismatch
 
 log = logging.getLogger("gateway.errors")
 
@@ -70,6 +71,7 @@ def error_response(
     body: dict[str, Any] = {
         "code": code,
         "message": message,
+        "error": message,  # the dashboard's client shows `error`
         "request_id": getattr(g, "request_id", None) or "",
     }
     if details:
@@ -95,8 +97,20 @@ def _validation_details(error: RequestSchemaValidationError) -> dict[str, Any]:
     return {"errors": [{"loc": [], "msg": str(cause)}]}
 
 
+WEBSOCKET_PATHS = ("/api/v1/ws", "/ws")
+
+
 def http_error_response(error: HTTPException) -> Response:
     """Werkzeug's HTTP errors (unknown route, wrong method, ...) in the contract's body."""
+    if has_websocket_context() and isinstance(
+        error, NotFound | MethodNotAllowed | WebsocketMismatch
+    ):
+        # An upgrade where no WebSocket is: whatever HTTP route may be there, it is not found.
+        return error_response(
+            404,
+            "NOT_FOUND",
+            f"no WebSocket at {websocket.path}; they are at {' and '.join(WEBSOCKET_PATHS)}",
+        )
     status = error.code or 500
     code = _HTTP_CODES.get(status, "HTTP_ERROR")
     path = websocket.path if has_websocket_context() else request.path

@@ -1,15 +1,15 @@
 """Security headers on every response, and the request id echoed in `X-Request-ID`.
 
-The API serves only JSON, so its policy forbids everything (`default-src 'none'`). The one
-HTML page, the OpenAPI docs (quart-schema's Swagger UI), loads Swagger UI's script and style
-from cdnjs and runs one inline script; its policy allows exactly that host and the hash of
-that inline script (computed from the page itself), and fetching the document from us.
+Two content policies. The API serves only JSON, so its policy forbids everything
+(`default-src 'none'`). Pages (the dashboard from `VV_STATIC_DIR`, the login page, the docs
+page) get a policy that lets a page of this origin run: scripts, styles, images and fonts
+from `'self'`, fetches to `'self'` and WebSockets to the same host, and still no plugins,
+no framing, no foreign `<base>` and no inline script. A handler that serves a page says so
+with `serve_as_page()`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import uuid
 
@@ -17,9 +17,8 @@ from quart import Quart, Response, g, has_websocket_context, request, websocket
 from quart.typing import ResponseTypes
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+_HOST = re.compile(r"^[A-Za-z0-9.:\[\]-]{1,255}$")
 
-DOCS_ASSET_ORIGIN = "https://cdnjs.cloudflare.com"
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 COMMON_HEADERS = {
@@ -31,21 +30,24 @@ COMMON_HEADERS = {
 }
 
 
-def script_hash(script: str) -> str:
-    digest = hashlib.sha256(script.encode()).digest()
-    return f"'sha256-{base64.b64encode(digest).decode()}'"
-
-
-def docs_policy(html: str) -> str:
-    hashes = " ".join(script_hash(script) for script in _INLINE_SCRIPT.findall(html))
+def page_policy(host: str) -> str:
+    """`host` has passed the Host check (`guards`); it is checked again here because with
+    `VV_ALLOWED_HOSTS=*` any text passes, and it must not add directives."""
+    sockets = f" ws://{host} wss://{host}" if _HOST.match(host) else ""
     return (
-        f"default-src 'none'; script-src {DOCS_ASSET_ORIGIN} {hashes}; "
-        f"style-src {DOCS_ASSET_ORIGIN}; img-src 'self' data:; connect-src 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"font-src 'self' data:; connect-src 'self'{sockets}; "
+        "manifest-src 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'; "
+        "form-action 'self'"
     )
 
 
-def install_security_headers(app: Quart, docs_path: str) -> None:
+def serve_as_page() -> None:
+    """The response of this request is a page (or one of its files), not an API answer."""
+    g.serves_page = True
+
+
+def install_security_headers(app: Quart) -> None:
     @app.before_request
     @app.before_websocket
     async def _assign_request_id() -> None:
@@ -62,11 +64,10 @@ def install_security_headers(app: Quart, docs_path: str) -> None:
     async def _add_headers(response: Response) -> Response:
         response.headers["X-Request-ID"] = getattr(g, "request_id", "")
         response.headers.update(COMMON_HEADERS)
-        path = websocket.path if has_websocket_context() else request.path
-        if path == docs_path and response.mimetype == "text/html":
-            policy = docs_policy(await response.get_data(as_text=True))
+        if getattr(g, "serves_page", False):
+            host = (websocket if has_websocket_context() else request).headers.get("Host", "")
+            response.headers["Content-Security-Policy"] = page_policy(host)
         else:
-            policy = API_POLICY
+            response.headers["Content-Security-Policy"] = API_POLICY
             response.headers.setdefault("Cache-Control", "no-store")
-        response.headers["Content-Security-Policy"] = policy
         return response

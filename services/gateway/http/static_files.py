@@ -16,6 +16,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
 
 from services.gateway.http.errors import http_error_response
+from services.gateway.http.security_headers import serve_as_page
 
 log = logging.getLogger("gateway.static")
 
@@ -50,6 +51,7 @@ def install_static_files(app: Quart, directory: Path) -> None:
         if found is None:
             return http_error_response(error)
         target, is_index = found
+        serve_as_page()
         response = await send_file(target, conditional=True)
         if is_index:
             response.headers["Cache-Control"] = "no-cache"  # a new build shows at once

@@ -18,6 +18,7 @@ import zmq.asyncio
 from pydantic import ValidationError
 
 from common import bus
+from common.curve import STATE_LINK
 from common.messages import (
     EngineStatus,
     Heartbeat,
@@ -55,8 +56,8 @@ class StateClient:
 
     def start(self) -> list[asyncio.Task[None]]:
         self._subscriber.setsockopt(zmq.SUBSCRIBE, b"")
-        bus.connect(self._subscriber, self.settings.state_endpoint, self.settings)
-        bus.connect(self._snapshots, self.settings.snapshot_endpoint, self.settings)
+        bus.connect(self._subscriber, self.settings.state_endpoint, self.settings, STATE_LINK)
+        bus.connect(self._snapshots, self.settings.snapshot_endpoint, self.settings, STATE_LINK)
         return [
             start_essential(self._read_updates(), "state-updates"),
             start_essential(self._read_snapshots(), "state-snapshots"),

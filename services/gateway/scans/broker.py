@@ -19,6 +19,7 @@ import zmq.asyncio
 from pydantic import ValidationError
 
 from common import bus
+from common.curve import JOBS_LINK
 from common.messages import (
     GatewayHeartbeat,
     ScanAck,
@@ -65,7 +66,7 @@ class ScanBroker:
 
     def start(self) -> list[asyncio.Task[None]]:
         self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker keeps its id
-        bus.bind(self._socket, self.settings.jobs_endpoint, self.settings)
+        bus.bind(self._socket, self.settings.jobs_endpoint, self.settings, JOBS_LINK)
         return [
             start_essential(self._receive_loop(), "broker-receive"),
             start_essential(self._heartbeat_loop(), "broker-heartbeat"),

@@ -15,6 +15,13 @@ def scan_methods() -> list[dict[str, Any]]:
             "(as du -s -B1), file and directory counts, largest file, live progress",
         },
         {
+            "name": "diskus",
+            "available": True,
+            "alias_of": "native",
+            "description": "the old backend's name for its fastest method, accepted for the "
+            "dashboard: runs the native walk (the result says method native)",
+        },
+        {
             "name": "du",
             "available": shutil.which("du") is not None,
             "description": "the du program on one filesystem: disk usage only "

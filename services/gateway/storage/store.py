@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -119,7 +120,15 @@ class Store:
         return self._db
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Owner only. SQLite gives its journal, WAL and shared-memory files the database
+        # file's mode, so creating that 0600 (and narrowing one an older version made 0644)
+        # covers them all.
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        for companion in ("", "-wal", "-shm", "-journal"):
+            existing = self.path.with_name(self.path.name + companion)
+            if existing.exists():
+                existing.chmod(0o600)
         self._db = await aiosqlite.connect(self.path)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")

@@ -1,4 +1,6 @@
-"""`/api/v1/ws`: origin check, the client's messages, idle timeout, rate limit, send loop."""
+"""The WebSocket, at `/api/v1/ws` (the seed protocol) and at `/ws` (the same, with the volume
+list of `volume_update` inside an object, as the dashboard's live page reads it): origin
+check, the client's messages, idle timeout, rate limit, send loop."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 from quart import Blueprint, Response, websocket
 from quart.wrappers import Websocket
@@ -16,9 +17,10 @@ from quart_cors import cors_exempt
 
 from services.gateway.http.auth import offered_protocols, selected_protocol
 from services.gateway.http.errors import error_response
+from services.gateway.http.guards import origin_allowed
 from services.gateway.http.rate_limit import TokenBucket
 from services.gateway.runtime import runtime
-from services.gateway.ws.hub import WsClient, envelope
+from services.gateway.ws.hub import VolumeListShape, WsClient, envelope
 
 log = logging.getLogger("gateway.ws")
 
@@ -28,17 +30,6 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 MAX_NESTING = 32
 CLOSE_TIMEOUT_SECONDS = 1.0
-
-
-def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
-    """No Origin (a script) is fine; a browser must come from us or an allowed origin."""
-    if origin is None:
-        return True
-    origin = origin.rstrip("/")
-    if origin in allowed:
-        return True
-    parts = urlsplit(origin)
-    return bool(host) and parts.scheme in ("http", "https") and parts.netloc == host
 
 
 def _nesting_depth(text: str) -> int:
@@ -160,6 +151,16 @@ def _resume_after(raw: str | None) -> int | None:
 @blueprint.websocket("/api/v1/ws")
 @cors_exempt  # our own origin rule: no Origin (scripts) and our own origin are allowed
 async def volume_events() -> Response | None:
+    return await _serve(VolumeListShape.ARRAY)
+
+
+@blueprint.websocket("/ws")
+@cors_exempt
+async def dashboard_volume_events() -> Response | None:
+    return await _serve(VolumeListShape.OBJECT)
+
+
+async def _serve(shape: VolumeListShape) -> Response | None:
     state = runtime()
     if not origin_allowed(
         websocket.headers.get("Origin"),
@@ -173,10 +174,10 @@ async def volume_events() -> Response | None:
         return error_response(400, "INVALID_REQUEST", "resume_after must be an integer >= 0")
     protocols = offered_protocols(websocket.headers.get("Sec-WebSocket-Protocol"))
     await websocket.accept(subprotocol=selected_protocol(protocols))
-    client = state.hub.register(f"{websocket.remote_addr}")
+    client = state.hub.register(f"{websocket.remote_addr}", shape)
     live_from = state.hub.last_event_id  # later events reach the client's queue
     # Current list first, then missed terminal events; live ones wait in the client's queue.
-    await websocket.send(state.hub.volume_update_message())
+    await websocket.send(state.hub.volume_update_message(shape))
     if resume_after >= 0:
         for event in await state.store.events_between(resume_after, live_from):
             data = {**event.data, "event_id": event.event_id}

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections import deque
+from enum import StrEnum
 from typing import Any
 
 from common.messages import utc_now
@@ -30,14 +31,28 @@ def envelope(message_type: str, data: Any = None, volume_id: str | None = None) 
     return json.dumps(body, separators=(",", ":"))
 
 
+class VolumeListShape(StrEnum):
+    """How a `volume_update` carries the list: the seed protocol's bare array
+    (`/api/v1/ws`), or an object holding it, as the dashboard's live page reads it (`/ws`)."""
+
+    ARRAY = "array"
+    OBJECT = "object"
+
+    def data(self, volumes: list[dict[str, Any]]) -> Any:
+        return volumes if self is VolumeListShape.ARRAY else {"volumes": volumes}
+
+
 class WsClient:
     """One connection's outgoing messages: bounded, and a message that only says what a
     newer one says again (a scan's progress, the volume list) is replaced while it still
     waits, so a client that falls behind catches up on the latest state, not a backlog."""
 
-    def __init__(self, queue_size: int, peer: str) -> None:
+    def __init__(
+        self, queue_size: int, peer: str, shape: VolumeListShape = VolumeListShape.ARRAY
+    ) -> None:
         self.id = next(_client_ids)
         self.peer = peer
+        self.shape = shape
         self.queue_size = queue_size
         self._pending: deque[list[str | None]] = deque()  # [text, supersede key]
         self._waiting_by_key: dict[str, list[str | None]] = {}
@@ -98,9 +113,9 @@ class WsHub:
         self._volumes_dirty = asyncio.Event()
         self.last_event_id = 0  # of the newest terminal event broadcast
 
-    def register(self, peer: str) -> WsClient:
+    def register(self, peer: str, shape: VolumeListShape = VolumeListShape.ARRAY) -> WsClient:
         """A new client; the caller sends it the current volume list first."""
-        client = WsClient(self.queue_size, peer)
+        client = WsClient(self.queue_size, peer, shape)
         self.clients.add(client)
         log.info(
             "ws client connected client=%d peer=%s clients=%d", client.id, peer, len(self.clients)
@@ -119,9 +134,12 @@ class WsHub:
 
     def broadcast(self, text: str, supersedes: str | None = None) -> None:
         for client in list(self.clients):
-            already = client.overflowed.is_set()
-            if not client.offer(text, supersedes) and not already:  # one line per dropped client
-                log.warning("ws client too slow, dropping client=%d queue=full", client.id)
+            self._offer(client, text, supersedes)
+
+    def _offer(self, client: WsClient, text: str, supersedes: str | None) -> None:
+        already = client.overflowed.is_set()
+        if not client.offer(text, supersedes) and not already:  # one line per dropped client
+            log.warning("ws client too slow, dropping client=%d queue=full", client.id)
 
     async def run_send_watchdog(self) -> None:
         """Drops clients whose send has been blocked too long. Superseded state never fills a
@@ -147,8 +165,17 @@ class WsHub:
         self.last_event_id = event_id
         self.broadcast(envelope(event_type, {**data, "event_id": event_id}, volume_id=volume_id))
 
-    def volume_update_message(self) -> str:
-        return envelope("volume_update", [view.json for view in self.catalog.views()])
+    def volume_update_message(self, shape: VolumeListShape = VolumeListShape.ARRAY) -> str:
+        return envelope("volume_update", shape.data([view.json for view in self.catalog.views()]))
+
+    def broadcast_volumes(self) -> None:
+        """The current list to every client, encoded once for each shape in use."""
+        texts: dict[VolumeListShape, str] = {}
+        for client in list(self.clients):
+            text = texts.get(client.shape)
+            if text is None:
+                text = texts[client.shape] = self.volume_update_message(client.shape)
+            self._offer(client, text, "volume_update")
 
     def volumes_changed(self) -> None:
         self._volumes_dirty.set()
@@ -164,4 +191,4 @@ class WsHub:
             self._volumes_dirty.clear()
             last_sent = time.monotonic()
             if self.clients:
-                self.broadcast(self.volume_update_message(), supersedes="volume_update")
+                self.broadcast_volumes()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine binary (dockerd) and a static busybox are installed.
-# The test suite starts its own private dockerd and builds a busybox image offline
-# (no registry pulls), so these two packages are all it needs from the system.
+# Make sure the Debian packages the test suite needs are installed: a Docker engine binary
+# (dockerd) and a static busybox (the suite starts its own private dockerd and builds a
+# busybox image offline, no registry pulls), and Chromium with its driver (browser tests run
+# Debian's chromium headless through Selenium, which then downloads no browser of its own).
 # Idempotent and silent when everything is already present.
 set -euo pipefail
 
@@ -24,9 +25,14 @@ have_static_busybox() {
     is_static /bin/busybox || is_static /usr/bin/busybox
 }
 
+have_chromium() {
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]
+}
+
 missing=()
 have_dockerd || missing+=(docker.io)
 have_static_busybox || missing+=(busybox-static)
+have_chromium || missing+=(chromium chromium-driver)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
@@ -34,20 +40,22 @@ if [ "$(id -u)" -ne 0 ]; then
     cat >&2 <<MSG
 error: the test suite needs these Debian packages, which are not installed:
     ${missing[*]}
-  (dockerd from docker.io, a static /bin/busybox from busybox-static).
+  (dockerd from docker.io, a static /bin/busybox from busybox-static,
+   /usr/bin/chromium and /usr/bin/chromedriver from chromium and chromium-driver).
 Install them as root, e.g.:
     sudo apt-get update && sudo apt-get install -y ${missing[*]}
 MSG
     exit 1
 fi
 
-echo "ensure-docker: installing ${missing[*]}" >&2
+echo "ensure-test-packages: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+# apt-get update is retried once: a mirror that is mid-sync fails it now and then.
+apt-get update -qq || apt-get update -qq
 # docker.io pulls in containerd and runc; busybox-static replaces a dynamic busybox.
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 
-if ! have_dockerd || ! have_static_busybox; then
-    echo "ensure-docker: installation finished but dockerd or static busybox still missing" >&2
+if ! have_dockerd || ! have_static_busybox || ! have_chromium; then
+    echo "ensure-test-packages: installed, but dockerd, static busybox or chromium still missing" >&2
     exit 1
 fi
