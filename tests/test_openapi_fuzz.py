@@ -93,7 +93,7 @@ def test_openapi_document_has_every_contract_route_with_its_errors(full_stack: S
             assert 401 in errors, key
         for status in errors - {503}:
             schema = operation["responses"][str(status)]["content"]["application/json"]
-            assert schema["schema"]["required"] == ["code", "message", "request_id"], key
+            assert schema["schema"]["required"] == ["code", "message", "error", "request_id"], key
     for path in ("/api/v1/volumes/{volume_id}", "/api/v1/volumes/{volume_id}/size"):
         assert {"400", "404"} <= set(document["paths"][path]["get"]["responses"])
     refresh = document["paths"]["/api/v1/volumes/{volume_id}/size/refresh"]["post"]

@@ -92,11 +92,16 @@ def session_blueprint(settings: Settings, sessions: SessionSigner | None) -> Blu
         return {"token_required": True, "authenticated": True, "expires_at": expires_at}
 
     @blueprint.delete("/session")
-    async def log_out() -> Response:
+    @validate_response(SessionOut)
+    async def log_out() -> dict[str, Any]:
         if sessions is not None:
             sessions.revoke(request.cookies.get(COOKIE_NAME))
-        response = Response("", status=204)
-        response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="Strict")
-        return response
+
+        @after_this_request
+        async def _clear_cookie(response: AnyResponse) -> AnyResponse:
+            response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="Strict")
+            return response
+
+        return {"token_required": expected is not None, "authenticated": False}
 
     return blueprint
