@@ -85,7 +85,7 @@ class Browser:
     def console_errors(self) -> list[str]:
         return [
             str(entry["message"])
-            for entry in self.driver.get_log("browser")
+            for entry in self.driver.get_log("browser")  # type: ignore[no-untyped-call]
             if entry["level"] == "SEVERE"
         ]
 
