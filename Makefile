@@ -25,7 +25,7 @@ help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
 
 # Re-install only when the packaging or the C walk changes (or the venv is missing).
-$(STAMP): pyproject.toml setup.py services/scanner/_walkc.c
+$(STAMP): pyproject.toml setup.py $(wildcard services/scanner/_walk*.[ch])
 	@if [ ! -x $(BIN)/python ]; then \
 	    scripts/ensure-python-venv.sh $(PYTHON); \
 	    rm -rf $(VENV); \

@@ -11,7 +11,8 @@ setup(
     ext_modules=[
         Extension(
             "services.scanner._walkc",
-            sources=["services/scanner/_walkc.c"],
+            sources=["services/scanner/_walkc.c", "services/scanner/_walktree.c"],
+            depends=["services/scanner/_walktree.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
             optional=True,
         )

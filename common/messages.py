@@ -88,6 +88,46 @@ class ScanResultData(BaseModel):
     method: ScanMethod
     duration: int = Field(description="nanoseconds")
     filesystem_type: str
+    tree_available: bool = Field(False, description="a directory tree was kept (native)")
+
+
+class TreeNode(BaseModel):
+    """One directory of a pruned tree (services/scanner/tree.py says what is kept). Figures
+    are cumulative (the directory and everything below it); `own_*` are its own entries
+    (its files and its own blocks), `other_*` the subdirectories that were pruned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(description="escaped as common/names.py says; the root's is empty")
+    parent: int = Field(description="index of the parent node; -1 for the root")
+    depth: int
+    apparent: int
+    disk: int
+    files: int
+    dirs: int = Field(description="directories below it")
+    own_apparent: int
+    own_disk: int
+    own_files: int
+    other_apparent: int
+    other_disk: int
+    other_files: int
+    other_dirs: int
+
+
+class LargeFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    path: str = Field(description="from the volume's root, escaped as common/names.py says")
+    size: int
+    disk_usage: int
+
+
+class ScanTree(BaseModel):
+    """What a native scan keeps beside its totals: the directory tree, pruned, and the
+    largest files. Parents come before their children in `nodes`; the root is first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    nodes: tuple[TreeNode, ...]
+    largest_files: tuple[LargeFile, ...]
+    min_share: float = Field(description="the share of the disk usage a node needed")
 
 
 class ScanFailure(BaseModel):
@@ -173,6 +213,7 @@ class ScanFinished(_Message):
     worker_id: str
     result: ScanResultData | None = None
     failure: ScanFailure | None = None
+    tree: ScanTree | None = None
 
 
 class ScanAck(_Message):

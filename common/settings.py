@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     scan_roots: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("VV_SCAN_ROOTS")
     )
+    tree_min_share: float = Field(0.001, ge=0, le=1, validation_alias=_env("VV_TREE_MIN_SHARE"))
 
     # --- schedules, history, dashboard
     scan_interval_seconds: float = Field(3600.0, ge=0, validation_alias=_env("VV_SCAN_INTERVAL"))

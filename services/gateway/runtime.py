@@ -26,6 +26,7 @@ from services.gateway.scans.broker import ScanBroker
 from services.gateway.scans.coordinator import ScanCoordinator
 from services.gateway.scans.scheduler import ScanScheduler
 from services.gateway.storage.store import Store
+from services.gateway.trees.service import Trees
 from services.gateway.ws.hub import WsHub
 
 log = logging.getLogger("gateway")
@@ -56,6 +57,7 @@ class GatewayRuntime:
             settings.scan_requests_per_minute / 60, settings.scan_request_burst
         )
         self.history = History(self.store, settings.history_days)
+        self.trees = Trees(self.store)
         self.scheduler = ScanScheduler(settings, self.catalog, self.scans, self.broker)
         self.metrics = GatewayMetrics(self)
         self.scans.finish_listeners.append(self.metrics.scan_finished)

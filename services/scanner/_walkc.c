@@ -2,9 +2,14 @@
  * The native walk's hot loop in C: services/scanner/walk.py `_walk_fds`, statement for
  * statement, so both implementations keep one contract (walk.py's docstring states it).
  *
- *   walk(root_fd, flags, dev, root_ino, disk, on_tick, counters, tick_every, max_open_dirs)
+ *   walk(root_fd, flags, dev, root_ino, disk, on_tick, counters, tick_every, max_open_dirs,
+ *        tree_options)
  *     -> (total_size, disk_usage, file_count, directory_count, largest_file, skipped,
- *         entries, root_errno)
+ *         entries, root_errno, tree)
+ *
+ * With tree_options = (min_share, budget_bytes, top_files) it also keeps the directory tree
+ * (_walktree.c: a 40-byte record and the name of every directory, the largest files) and
+ * returns it pruned; with None, tree is None and the walk keeps nothing more.
  *
  * It takes ownership of root_fd (closed on every path, an exception included). Directories
  * are read with getdents64 into one buffer and every entry is fstatat'ed with
@@ -28,6 +33,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "_walktree.h"
 
 #define LIST_BUFFER_BYTES (64 * 1024)
 
@@ -158,12 +165,14 @@ static int grow(void **array, size_t *capacity, size_t needed, size_t item) {
 typedef struct {
     uint64_t ino;
     size_t name_at; /* offset of the NUL-terminated name in the name arena */
+    uint32_t record; /* its tree record (0 without a tree) */
 } Pending;
 
 typedef struct {
     int fd;              /* -1 once evicted (every frame below open_from) */
     uint64_t ino;        /* identifies the directory for the ".." check */
     size_t pending_from; /* its subdirectories still to visit are pending[pending_from:] */
+    uint32_t record;     /* its tree record (0 without a tree) */
 } Frame;
 
 typedef struct {
@@ -178,6 +187,8 @@ typedef struct {
     InoSet seen;      /* multi-link non-directories already counted */
     char *buffer;
     int cur_fd;
+    int keeps_tree;
+    Tree tree;
 } Walk;
 
 static void walk_release(Walk *w) {
@@ -195,6 +206,14 @@ static void walk_release(Walk *w) {
     free(w->ancestors.slots);
     free(w->seen.slots);
     free(w->buffer);
+    tree_release(&w->tree);
+}
+
+/* The figures of a directory that will not be walked (or no further) go to its parent. */
+static void fold(Walk *w, uint32_t record) {
+    if (w->keeps_tree) {
+        tree_fold(&w->tree, record);
+    }
 }
 
 typedef struct {
@@ -255,10 +274,10 @@ static PyObject *walk(PyObject *module, PyObject *args) {
     (void)module;
     int root_fd, flags;
     unsigned long long dev_arg, root_ino, disk0;
-    PyObject *on_tick, *counters;
+    PyObject *on_tick, *counters, *tree_options;
     Py_ssize_t tick_every, max_open_dirs;
-    if (!PyArg_ParseTuple(args, "iiKKKOOnn", &root_fd, &flags, &dev_arg, &root_ino, &disk0,
-                          &on_tick, &counters, &tick_every, &max_open_dirs)) {
+    if (!PyArg_ParseTuple(args, "iiKKKOOnnO", &root_fd, &flags, &dev_arg, &root_ino, &disk0,
+                          &on_tick, &counters, &tick_every, &max_open_dirs, &tree_options)) {
         close(root_fd); /* ours from the call on, whatever happens */
         return NULL;
     }
@@ -274,8 +293,26 @@ static PyObject *walk(PyObject *module, PyObject *args) {
     Totals t = {0, disk0, 0, 0, 0, 0, 0};
     unsigned long long next_tick = (unsigned long long)tick_every;
     uint64_t cur_ino = root_ino;
+    uint32_t cur_record = 0;
     size_t open_from = 0;
     int root_errno = 0;
+    PyObject *tree_result_value = NULL;
+    if (tree_options != Py_None) {
+        double min_share;
+        Py_ssize_t budget_bytes, top_files;
+        if (!PyArg_ParseTuple(tree_options, "dnn", &min_share, &budget_bytes, &top_files) ||
+            budget_bytes < 0 || top_files < 0) {
+            close(root_fd);
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "tree budget and top_files must be >= 0");
+            }
+            return NULL;
+        }
+        w.keeps_tree = 1;
+        if (tree_init(&w.tree, min_share, (size_t)budget_bytes, (size_t)top_files, disk0) < 0) {
+            goto out_of_memory;
+        }
+    }
     w.buffer = malloc(LIST_BUFFER_BYTES);
     if (w.buffer == NULL || inoset_init(&w.ancestors, 64) < 0 || inoset_init(&w.seen, 1024) < 0) {
         goto out_of_memory;
@@ -323,6 +360,15 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                 if (S_ISDIR(st.st_mode)) {
                     t.dirs++;
                     t.disk += (unsigned long long)st.st_blocks * 512;
+                    uint32_t record = 0;
+                    if (w.keeps_tree) {
+                        int64_t added = tree_add_dir(&w.tree, cur_record, name,
+                                                     (uint64_t)st.st_blocks * 512);
+                        if (added < 0) {
+                            goto out_of_memory;
+                        }
+                        record = (uint32_t)added;
+                    }
                     size_t length = strlen(name) + 1;
                     if (grow((void **)&w.pending, &w.pending_cap, w.npending + 1,
                              sizeof(Pending)) < 0 ||
@@ -332,11 +378,16 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                     memcpy(w.names + w.names_len, name, length);
                     w.pending[w.npending].ino = (uint64_t)st.st_ino;
                     w.pending[w.npending].name_at = w.names_len;
+                    w.pending[w.npending].record = record;
                     w.npending++;
                     w.names_len += length;
                     continue;
                 }
                 t.files++;
+                DirRecord *own = w.keeps_tree ? &w.tree.records[cur_record] : NULL;
+                if (own != NULL) {
+                    own->files++; /* every path, as file_count; bytes once, below */
+                }
                 if (st.st_nlink > 1) {
                     if (inoset_contains(&w.seen, (uint64_t)st.st_ino)) {
                         continue;
@@ -351,6 +402,14 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                 if (size > t.largest && S_ISREG(st.st_mode)) {
                     t.largest = size;
                 }
+                if (own != NULL) {
+                    own->apparent += size;
+                    own->disk += (unsigned long long)st.st_blocks * 512;
+                    if (S_ISREG(st.st_mode)) {
+                        tree_offer_file(&w.tree, cur_record, name, size,
+                                        (uint64_t)st.st_blocks * 512);
+                    }
+                }
             }
         }
 
@@ -359,7 +418,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
             inoset_add(&w.ancestors, cur_ino) < 0) {
             goto out_of_memory;
         }
-        w.stack[w.frames] = (Frame){fd, cur_ino, pending_from};
+        w.stack[w.frames] = (Frame){fd, cur_ino, pending_from, cur_record};
         w.frames++;
         w.cur_fd = -1;
         if (w.frames - open_from > (size_t)max_open_dirs) {
@@ -378,6 +437,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                     t.skipped++; /* a directory cycle (bind mount): never walk it twice */
                     w.npending--;
                     w.names_len = next.name_at;
+                    fold(&w, next.record);
                     continue;
                 }
                 int child = openat(w.stack[top].fd, name, flags);
@@ -388,6 +448,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                         t.skipped++; /* unreadable, or swapped for a symlink (ELOOP) */
                         w.npending--;
                         w.names_len = next.name_at;
+                        fold(&w, next.record);
                     }
                     continue;
                 }
@@ -398,20 +459,29 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                     info.st_dev != dev) {
                     close(child);
                     t.skipped++; /* replaced between lstat and open */
+                    fold(&w, next.record);
                     continue;
                 }
                 w.cur_fd = child;
                 cur_ino = next.ino;
+                cur_record = next.record;
                 break;
             }
             const int finished = w.stack[top].fd;
             w.frames--;
             inoset_discard(&w.ancestors, w.stack[top].ino);
+            fold(&w, w.stack[top].record);
             if (w.frames > 0 && w.stack[w.frames - 1].fd == -1) {
                 int parent = reopen_parent(finished, flags, dev, w.stack[w.frames - 1].ino);
                 if (parent == -1) {
                     /* The way back up is gone: what the ancestors still had is lost. */
                     t.skipped += w.npending;
+                    for (size_t i = w.npending; i-- > 0;) {
+                        fold(&w, w.pending[i].record);
+                    }
+                    for (size_t i = w.frames; i-- > 0;) {
+                        fold(&w, w.stack[i].record);
+                    }
                     close(finished);
                     w.frames = 0; /* every remaining frame was evicted (fd -1) */
                     break;
@@ -427,9 +497,17 @@ static PyObject *walk(PyObject *module, PyObject *args) {
     }
 
 done:
+    if (w.keeps_tree && root_errno == 0) {
+        tree_result_value = tree_result(&w.tree);
+        if (tree_result_value == NULL) {
+            goto failed;
+        }
+    } else {
+        tree_result_value = Py_NewRef(Py_None);
+    }
     walk_release(&w);
-    return Py_BuildValue("(KKKKKKKi)", t.total, t.disk, t.files, t.dirs, t.largest, t.skipped,
-                         t.entries, root_errno);
+    return Py_BuildValue("(KKKKKKKiN)", t.total, t.disk, t.files, t.dirs, t.largest, t.skipped,
+                         t.entries, root_errno, tree_result_value);
 
 out_of_memory:
     PyErr_NoMemory();
@@ -441,8 +519,9 @@ failed:
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,
      "walk(root_fd, flags, dev, root_ino, disk, on_tick, counters, tick_every, "
-     "max_open_dirs) -> (total_size, disk_usage, file_count, directory_count, "
-     "largest_file, skipped, entries, root_errno); takes ownership of root_fd."},
+     "max_open_dirs, tree_options) -> (total_size, disk_usage, file_count, "
+     "directory_count, largest_file, skipped, entries, root_errno, tree); takes ownership "
+     "of root_fd."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,5 +12,6 @@ def walk(
     counters: WalkCounters,
     tick_every: int,
     max_open_dirs: int,
+    tree_options: tuple[float, int, int] | None,
     /,
 ) -> Totals: ...

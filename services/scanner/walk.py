@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from services.scanner.errors import ScanError, check_root, code_for_errno
 from services.scanner.mounts import filesystem_type
+from services.scanner.tree import RawTree, TreeOptions, TreeRecorder, prune
 
 TICK_EVERY_ENTRIES = 1000
 MAX_OPEN_DIRS = 256
@@ -70,6 +71,7 @@ class WalkOutcome:
     entries: int
     filesystem_type: str
     duration_ns: int
+    tree: RawTree | None = None
 
 
 def _open_root(root: str | int, flags: int) -> tuple[int, int, os.stat_result]:
@@ -103,13 +105,24 @@ def _open_root(root: str | int, flags: int) -> tuple[int, int, os.stat_result]:
     return fd, flags, info
 
 
-Totals = tuple[int, int, int, int, int, int, int, int]
+Totals = tuple[int, int, int, int, int, int, int, int, RawTree | None]
 """(total_size, disk_usage, file_count, directory_count, largest_file, skipped, entries,
-root_errno): what a walk implementation returns; root_errno != 0 means the root could not be
-listed."""
+root_errno, tree): what a walk implementation returns; root_errno != 0 means the root could
+not be listed; tree is None unless tree options were given (tree.py)."""
 
 WalkFds = Callable[
-    [int, int, int, int, int, Callable[[WalkCounters], None] | None, WalkCounters, int, int],
+    [
+        int,
+        int,
+        int,
+        int,
+        int,
+        Callable[[WalkCounters], None] | None,
+        WalkCounters,
+        int,
+        int,
+        tuple[float, int, int] | None,
+    ],
     Totals,
 ]
 
@@ -121,6 +134,7 @@ def walk_volume(
     tick_every: int = TICK_EVERY_ENTRIES,
     max_open_dirs: int = MAX_OPEN_DIRS,
     implementation: str | None = None,
+    tree: TreeOptions | None = None,
 ) -> WalkOutcome:
     """Measure the tree at `root` (a path, or an open directory descriptor); raises
     ScanError when the root itself cannot be scanned.
@@ -128,6 +142,7 @@ def walk_volume(
     `on_tick` runs about every `tick_every` entries; an exception it raises aborts the walk
     (all descriptors are closed) and propagates, which is how a caller cancels.
     `implementation` is "c" or "python" (default: IMPLEMENTATION, the C loop when built).
+    With `tree`, the outcome also holds the directory tree, pruned as tree.py says.
     """
     if max_open_dirs < 1 or tick_every < 1:
         raise ValueError("max_open_dirs and tick_every must be at least 1")
@@ -135,7 +150,7 @@ def walk_volume(
     started = time.monotonic_ns()
     fs_type = filesystem_type(root if isinstance(root, str) else f"/proc/self/fd/{root}")
     root_fd, flags, root_info = _open_root(root, _DIR_FLAGS | _NOATIME)
-    total, disk, files, dirs, largest, skipped, entries, root_errno = run(
+    total, disk, files, dirs, largest, skipped, entries, root_errno, kept_tree = run(
         root_fd,  # the implementation owns it from here and closes it
         flags,
         root_info.st_dev,
@@ -145,6 +160,7 @@ def walk_volume(
         WalkCounters(),
         tick_every,
         max_open_dirs,
+        tree.as_tuple() if tree is not None else None,
     )
     if root_errno:
         error = OSError(root_errno, os.strerror(root_errno))
@@ -159,6 +175,7 @@ def walk_volume(
         entries=entries,
         filesystem_type=fs_type,
         duration_ns=time.monotonic_ns() - started,
+        tree=kept_tree,
     )
 
 
@@ -172,17 +189,21 @@ def _walk_fds(
     counters: WalkCounters,
     tick_every: int,
     max_open_dirs: int,
+    tree_options: tuple[float, int, int] | None = None,
 ) -> Totals:
     """The pure-Python loop (the fallback, and the reference the C loop transcribes).
 
-    One long loop on purpose: the per-entry path calls no helper and reads only locals.
+    One long loop on purpose: the per-entry path calls no helper and reads only locals
+    (the tree's records, when kept, are the exception: see tree.py).
     """
+    tree = TreeRecorder(TreeOptions(*tree_options), disk) if tree_options is not None else None
     # The stack of directories being walked, as parallel lists (cheaper than objects):
     # fds[i] is open for i >= open_from and -1 below; pending[i] holds the subdirectories
     # (name, st_ino) still to visit; inos[i] identifies the directory for the ".." check.
     fds: list[int] = []
-    pending: list[list[tuple[str, int]]] = []
+    pending: list[list[tuple[str, int, int]]] = []  # (name, st_ino, tree record)
     inos: list[int] = []
+    records: list[int] = []  # each frame's tree record
     open_from = 0
     # A same-filesystem bind mount of an ancestor would make the walk endless; du skips
     # such a cycle too. Directory inodes are unique on one filesystem, so st_ino suffices.
@@ -201,9 +222,10 @@ def _walk_fds(
     ifmt, ifdir, ifreg = _S_IFMT, _S_IFDIR, _S_IFREG  # locals are the cheapest lookups
     cur_fd = root_fd
     cur_ino = root_ino
+    cur_record = 0
     try:
         while True:
-            subdirs: list[tuple[str, int]] = []
+            subdirs: list[tuple[str, int, int]] = []
             push = subdirs.append
             try:
                 with scandir(cur_fd) as listing:
@@ -231,9 +253,16 @@ def _walk_fds(
                         if mode == ifdir:
                             dirs += 1
                             disk += st.st_blocks * 512
-                            push((entry.name, st.st_ino))
+                            record = 0
+                            if tree is not None:
+                                record = tree.add_dir(
+                                    cur_record, os.fsencode(entry.name), st.st_blocks * 512
+                                )
+                            push((entry.name, st.st_ino, record))
                             continue
                         files += 1
+                        if tree is not None:
+                            tree.files[cur_record] += 1  # every path; bytes once, below
                         if st.st_nlink > 1:
                             ino = st.st_ino
                             if ino in seen_inodes:
@@ -244,14 +273,23 @@ def _walk_fds(
                         disk += st.st_blocks * 512
                         if size > largest and mode == ifreg:
                             largest = size
+                        if tree is not None:
+                            tree.apparent[cur_record] += size
+                            tree.disk[cur_record] += st.st_blocks * 512
+                            if mode == ifreg:
+                                tree.offer_file(
+                                    cur_record, os.fsencode(entry.name), size, st.st_blocks * 512
+                                )
             except OSError as exc:
                 if not fds:
-                    return total, disk, files, dirs, largest, skipped, entries, exc.errno or 1
+                    errno_ = exc.errno or 1
+                    return total, disk, files, dirs, largest, skipped, entries, errno_, None
                 skipped += 1  # listing failed part-way; what was read still counts
 
             fds.append(cur_fd)
             pending.append(subdirs)
             inos.append(cur_ino)
+            records.append(cur_record)
             ancestors.add(cur_ino)
             cur_fd = -1
             if len(fds) - open_from > max_open_dirs:
@@ -263,35 +301,51 @@ def _walk_fds(
             while fds:
                 todo = pending[-1]
                 if todo:
-                    name, ino = todo.pop()
+                    name, ino, record = todo.pop()
                     if ino in ancestors:
                         skipped += 1  # a directory cycle (bind mount): never walk it twice
+                        if tree is not None:
+                            tree.fold(record)
                         continue
                     try:
                         child = open_at(name, flags, dir_fd=fds[-1])
                     except OSError as exc:
                         if exc.errno == errno.EPERM and flags & _NOATIME:
                             flags &= ~_NOATIME  # not our inode: read without O_NOATIME
-                            todo.append((name, ino))
+                            todo.append((name, ino, record))
                         else:
                             skipped += 1  # unreadable, or swapped for a symlink (ELOOP)
+                            if tree is not None:
+                                tree.fold(record)
                         continue
                     info = fstat(child)
                     if info.st_ino != ino or info.st_dev != dev:
                         close(child)
                         skipped += 1  # replaced between lstat and open
+                        if tree is not None:
+                            tree.fold(record)
                         continue
                     cur_fd = child
                     cur_ino = ino
+                    cur_record = record
                     break
                 done = fds.pop()
                 pending.pop()
                 ancestors.discard(inos.pop())
+                finished_record = records.pop()
+                if tree is not None:
+                    tree.fold(finished_record)
                 if fds and fds[-1] == -1:
                     parent = _reopen_parent(done, flags, dev, inos[-1])
                     if parent == -1:
                         # The way back up is gone: what the ancestors still had is lost.
                         skipped += sum(len(todo) for todo in pending)
+                        if tree is not None:
+                            for todo in reversed(pending):
+                                for _, _, lost in reversed(todo):
+                                    tree.fold(lost)
+                            for lost in reversed(records):
+                                tree.fold(lost)
                         close(done)
                         fds.clear()
                         break
@@ -306,7 +360,8 @@ def _walk_fds(
         for fd in fds:
             if fd != -1:
                 close(fd)
-    return total, disk, files, dirs, largest, skipped, entries, 0
+    kept = prune(tree) if tree is not None else None
+    return total, disk, files, dirs, largest, skipped, entries, 0, kept
 
 
 def _reopen_parent(child_fd: int, flags: int, dev: int, ino: int) -> int:

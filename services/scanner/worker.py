@@ -24,13 +24,15 @@ from common.messages import (
     ScanJob,
     ScanProgress,
     ScanResultData,
+    ScanTree,
     WorkerHeartbeat,
 )
 from common.settings import Settings
 from services.scanner.errors import ScanError
 from services.scanner.link import GatewayLink
 from services.scanner.load import HostLoad
-from services.scanner.measure import measure
+from services.scanner.measure import Measurement, measure
+from services.scanner.tree import TreeOptions
 from services.scanner.walk import WalkCounters
 
 log = logging.getLogger(__name__)
@@ -197,9 +199,11 @@ class ScanWorker:
             job.mountpoint,
         )
         result: ScanResultData | None = None
+        tree: ScanTree | None = None
         failure: ScanFailure | None = None
         try:
-            result = self._measure(job)
+            measured = self._measure(job)
+            result, tree = measured.result, measured.tree
         except _Stopping:
             log.warning(
                 "scan abandoned on shutdown scan_id=%s volume_id=%s worker_id=%s",
@@ -222,6 +226,7 @@ class ScanWorker:
             worker_id=self.worker_id,
             result=result,
             failure=failure,
+            tree=tree,
         )
         self._unacked[job.scan_id] = finished
         self._link.send(finished)
@@ -251,10 +256,11 @@ class ScanWorker:
             )
         self._service()
 
-    def _measure(self, job: ScanJob) -> ScanResultData:
+    def _measure(self, job: ScanJob) -> Measurement:
         return measure(
             job,
             self.settings.scan_roots,
+            tree_options=TreeOptions(self.settings.tree_min_share),
             on_walk_tick=self._on_walk_tick,
             is_busy=self._load.busy,
             on_du_poll=self._on_du_poll,

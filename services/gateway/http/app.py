@@ -7,7 +7,16 @@ from quart_cors import cors
 from quart_schema import Info, QuartSchema
 
 from common.settings import Settings
-from services.gateway.api import health, history, metrics, reports, scans, scheduler, volumes
+from services.gateway.api import (
+    health,
+    history,
+    metrics,
+    reports,
+    scans,
+    scheduler,
+    trees,
+    volumes,
+)
 from services.gateway.http.auth import install_auth
 from services.gateway.http.errors import install_error_handlers
 from services.gateway.http.guards import install_guards, install_websocket_not_found
@@ -48,6 +57,7 @@ def create_app(settings: Settings) -> Quart:
         volumes.blueprint,
         scans.blueprint,
         history.blueprint,
+        trees.blueprint,
         scheduler.blueprint,
         reports.blueprint,
         health.blueprint,

@@ -30,14 +30,24 @@ API_DOCS_PATH = "/api/v1/docs"
 # Answers any route may give, whatever it does.
 COMMON_ERRORS: dict[int, str] = {
     401: "UNAUTHORIZED: VV_API_TOKEN is set and the request has no valid bearer token",
+    421: "HOST_NOT_ALLOWED: a Host that is not one of the gateway's names",
     405: "METHOD_NOT_ALLOWED, with an Allow header",
     500: "INTERNAL_ERROR: never a stack trace",
 }
 
+# Answers any write (POST, PUT, PATCH, DELETE) may give: http/guards.py.
+WRITE_ERRORS: dict[int, str] = {
+    403: "ORIGIN_NOT_ALLOWED: a write from another web origin",
+    415: "UNSUPPORTED_MEDIA_TYPE: a request body that is not application/json",
+}
+WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
+
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "INVALID_REQUEST (bad parameter, body or volume id) or INVALID_JSON",
     403: "SCAN_PERMISSION_ERROR",
-    404: "VOLUME_NOT_FOUND, SCAN_NOT_FOUND or NOT_FOUND",
+    404: "VOLUME_NOT_FOUND, SCAN_NOT_FOUND, PATH_NOT_FOUND (no such directory in the tree) "
+    "or NOT_FOUND",
+    409: "NO_TREE_YET: no native scan has kept a directory tree of this volume yet",
     413: "PAYLOAD_TOO_LARGE",
     422: "SCAN_PATH_ERROR: the mountpoint is missing, not a directory or not allowed",
     429: "RATE_LIMITED: too many scan requests from this client; see Retry-After",
@@ -47,6 +57,8 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     504: "SCAN_TIMEOUT",
     **COMMON_ERRORS,
 }
+# A write's 403 is the origin guard's unless the route says otherwise (SCAN_PERMISSION_ERROR).
+ERROR_DESCRIPTIONS.setdefault(415, WRITE_ERRORS[415])
 
 SECURITY_SCHEMES: dict[
     str,
@@ -78,12 +90,15 @@ class VolumeVizOpenAPIProvider(OpenAPIProvider):
         error_object, error_components = self.build_response_object(ErrorBody, None)
         components.update(error_components)
         for path_item in paths.values():
-            for operation in path_item.values():
+            for method, operation in path_item.items():
                 responses = operation["responses"] = dict(operation["responses"])
                 public = operation.get("security") == []
                 for status in COMMON_ERRORS:
                     if not (public and status == 401):
                         responses.setdefault(status, error_object)
+                if method in WRITE_METHODS:
+                    for status, description in WRITE_ERRORS.items():
+                        responses.setdefault(status, {**error_object, "description": description})
                 for status, response in list(responses.items()):
                     if _is_error_body(response) and status in ERROR_DESCRIPTIONS:
                         responses[status] = {**response, "description": ERROR_DESCRIPTIONS[status]}

@@ -25,6 +25,7 @@ from common.messages import (
     ScanMethod,
     ScanProgress,
     ScanResultData,
+    ScanTree,
     utc_now,
 )
 from common.settings import Settings
@@ -264,7 +265,7 @@ class ScanCoordinator:
         failure = message.failure
         if message.result is None and failure is None:
             failure = ScanFailure(code="SCAN_FAILED", message="worker sent no outcome")
-        await self._finish(job, message.result, failure)
+        await self._finish(job, message.result, failure, message.tree)
 
     def job_lost(self, scan_id: str, worker_id: str | None, worker_died: bool) -> None:
         job = self.jobs.get(scan_id)
@@ -308,14 +309,20 @@ class ScanCoordinator:
     # --- outcomes ---------------------------------------------------------------------
 
     async def _finish(
-        self, job: Job, result: ScanResultData | None, failure: ScanFailure | None
+        self,
+        job: Job,
+        result: ScanResultData | None,
+        failure: ScanFailure | None,
+        tree: ScanTree | None = None,
     ) -> None:
         # One at a time, so events are committed and broadcast in event_id order.
         async with self._finish_lock:
             row = job.row
             event = terminal_event(row.scan_id, row.volume_id, result, failure)
             finished_at = utc_now()
-            event_id = await self.store.finish_job(row.scan_id, finished_at, result, failure, event)
+            event_id = await self.store.finish_job(
+                row.scan_id, finished_at, result, failure, event, tree
+            )
             if event_id is None:
                 return  # already ended: never announce twice
             row.status = "completed" if result is not None else "failed"

@@ -18,7 +18,9 @@ from typing import Any
 
 import aiosqlite
 
-from common.messages import ScanFailure, ScanMethod, ScanResultData
+from common.messages import ScanFailure, ScanMethod, ScanResultData, ScanTree
+from services.gateway.storage import trees
+from services.gateway.storage.trees import StoredTree
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scan_jobs (
@@ -51,6 +53,13 @@ CREATE TABLE IF NOT EXISTS scan_events (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scan_results_time ON scan_results (scanned_at);
+CREATE TABLE IF NOT EXISTS scan_trees (
+    scan_id    TEXT PRIMARY KEY,
+    volume_id  TEXT NOT NULL,
+    scanned_at TEXT NOT NULL,
+    tree_json  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS scan_trees_volume ON scan_trees (volume_id, scanned_at);
 CREATE INDEX IF NOT EXISTS scan_jobs_finished ON scan_jobs (finished_at)
     WHERE finished_at IS NOT NULL;
 """
@@ -204,8 +213,9 @@ class Store:
         result: ScanResultData | None,
         failure: ScanFailure | None,
         event: tuple[str, str, dict[str, Any]],
+        tree: ScanTree | None = None,
     ) -> int | None:
-        """Record the outcome and its terminal event (volume_id, type, data) in one
+        """Record the outcome, its tree and its terminal event (volume_id, type, data) in one
         transaction. Returns the event id, or None when the job had already ended."""
         status = "completed" if result is not None else "failed"
         async with self.writing() as db:
@@ -233,6 +243,8 @@ class Store:
                         result.model_dump_json(),
                     ),
                 )
+                if tree is not None:
+                    await trees.keep(db, scan_id, result.volume_id, result.scanned_at, tree)
             volume_id, event_type, data = event
             cursor = await db.execute(
                 "INSERT INTO scan_events (scan_id, volume_id, type, data_json, created_at)"
@@ -240,6 +252,14 @@ class Store:
                 (scan_id, volume_id, event_type, json.dumps(data), utc_text(finished_at)),
             )
             return cursor.lastrowid
+
+    async def trees(self, volume_id: str) -> list[StoredTree]:
+        """The volume's kept trees, the latest first."""
+        return await trees.load(self.db, volume_id)
+
+    async def tree_ids(self, volume_id: str) -> list[str]:
+        """The scan ids of the volume's kept trees, the latest first (no documents read)."""
+        return await trees.scan_ids(self.db, volume_id)
 
     async def last_event_id(self) -> int:
         async with self.db.execute("SELECT COALESCE(MAX(event_id), 0) FROM scan_events") as cur:

@@ -1,0 +1,214 @@
+"""Issue 12, the walk: the directory tree both walks keep, against du and the files, pruned
+within its bounds, and the memory it costs the C walk (RSS of the walking process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.scanner import walk as walk_module
+from services.scanner.tree import TreeOptions, scan_tree
+from services.scanner.walk import walk_volume
+from tests.support.tree_checks import (
+    apparent_per_directory,
+    assert_levels_add_up,
+    du_per_directory,
+    node_paths,
+)
+from tests.test_walk import make_random_tree
+
+IMPLEMENTATIONS = sorted(walk_module.IMPLEMENTATIONS)
+KEEP_ALL = TreeOptions(min_share=0.0, budget_bytes=10**9)
+
+
+def make_nested_tree(root: Path) -> None:
+    """Nested directories, hard links inside one directory, a sparse file, an empty
+    directory, a name that is not UTF-8."""
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / "a" / "one").write_bytes(b"1" * 10_000)
+    (root / "a" / "b" / "two").write_bytes(os.urandom(50_000))
+    os.link(root / "a" / "b" / "two", root / "a" / "b" / "two-again")
+    (root / "a" / "b" / "c" / "three").write_bytes(b"3" * 4097)
+    with open(root / "sparse", "wb") as sparse:
+        sparse.truncate(20 * 1024 * 1024)
+        sparse.write(b"head")
+    odd = os.fsencode(root) + b"/caf\xe9-\xff"
+    os.mkdir(odd)
+    with open(odd + b"/inside", "wb") as inside:
+        inside.write(b"i" * 3000)
+    os.symlink("a/b", root / "link")
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_every_directory_matches_du_and_the_files(tmp_path: Path, implementation: str) -> None:
+    root = tmp_path / "vol"
+    root.mkdir()
+    make_nested_tree(root)
+    outcome = walk_volume(str(root), implementation=implementation, tree=KEEP_ALL)
+    assert outcome.tree is not None
+    tree = scan_tree(outcome.tree, KEEP_ALL)
+    nodes = node_paths(tree)
+    du = du_per_directory(root)
+    apparent = apparent_per_directory(root)
+    assert set(nodes) == set(du) == set(apparent)  # every directory, no other
+    for path, node in nodes.items():
+        assert node.disk == du[path], path
+        assert node.apparent == apparent[path], path
+    root_node = nodes[b""]
+    assert (root_node.apparent, root_node.disk, root_node.files, root_node.dirs) == (
+        outcome.total_size,
+        outcome.disk_usage,
+        outcome.file_count,
+        outcome.directory_count,
+    )
+    assert nodes[b"a/b"].own_files == 2 and nodes[b"a/b"].files == 3  # a path each
+    assert nodes[b"empty"].files == 0 and nodes[b"empty"].dirs == 0
+    assert_levels_add_up(tree)
+    assert "caf%E9-%FF" in {node.name for node in tree.nodes}
+    largest = [(file.path, file.size) for file in tree.largest_files]
+    assert largest[0] == ("/sparse", 20 * 1024 * 1024)
+    assert ("/caf%E9-%FF/inside", 3000) in largest
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_a_hard_link_across_directories_counts_once(tmp_path: Path, implementation: str) -> None:
+    root = tmp_path / "vol"
+    (root / "x").mkdir(parents=True)
+    (root / "y").mkdir()
+    (root / "x" / "shared").write_bytes(os.urandom(40_000))
+    os.link(root / "x" / "shared", root / "y" / "shared")
+    outcome = walk_volume(str(root), implementation=implementation, tree=KEEP_ALL)
+    assert outcome.tree is not None
+    nodes = node_paths(scan_tree(outcome.tree, KEEP_ALL))
+    holding = [name for name in (b"x", b"y") if nodes[name].apparent == 40_000]
+    assert len(holding) == 1  # the inode's bytes are in exactly one of the two
+    other = b"y" if holding == [b"x"] else b"x"
+    assert nodes[other].apparent == 0 and nodes[other].files == 1  # the path still counts
+    assert nodes[b""].disk == outcome.disk_usage == du_per_directory(root)[b""]
+
+
+def test_c_and_python_keep_the_same_tree(tmp_path: Path) -> None:
+    if "c" not in walk_module.IMPLEMENTATIONS:
+        pytest.skip("the C walk is not built")
+    make_random_tree(tmp_path / "vol", seed=11, entries=4000)
+    options = TreeOptions(min_share=0.002, budget_bytes=40_000, top_files=25)
+    trees = {
+        name: scan_tree(
+            walk_volume(
+                str(tmp_path / "vol"), implementation=name, tree=options, max_open_dirs=2
+            ).tree
+            or ([], []),
+            options,
+        )
+        for name in ("c", "python")
+    }
+    assert trees["c"] == trees["python"]
+    assert 0 < len(trees["c"].nodes) < 400  # the budget pruned it
+    assert len(trees["c"].largest_files) == 25
+    assert_levels_add_up(trees["c"])
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_pruning_keeps_the_bound_and_every_level_adds_up(
+    tmp_path: Path, implementation: str
+) -> None:
+    root = tmp_path / "vol"
+    root.mkdir()
+    sizes: dict[str, int] = {}
+    for top in range(20):  # 20 x 1,000 directories, a file of its own size in each
+        for inner in range(1_000):
+            directory = root / f"t{top:02d}" / f"d{inner:04d}"
+            directory.mkdir(parents=True)
+            size = 1 + top * 1_000 + inner
+            (directory / "f").write_bytes(b"p" * size)
+            sizes[f"/t{top:02d}/d{inner:04d}/f"] = size
+    options = TreeOptions(min_share=0.001)
+    outcome = walk_volume(str(root), implementation=implementation, tree=options)
+    assert outcome.tree is not None and outcome.directory_count == 20_020
+    tree = scan_tree(outcome.tree, options)
+    assert len(tree.model_dump_json()) < 1_000_000
+    assert len(tree.nodes) < 20_021  # pruned...
+    assert {node.depth for node in tree.nodes} >= {0, 1, 2}  # ...but the first levels stay
+    assert_levels_add_up(tree)
+    assert sum(node.other_dirs for node in tree.nodes) > 0
+    expected = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))[:100]
+    assert [(file.path, file.size) for file in tree.largest_files] == expected
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_a_tree_deeper_than_path_max_stays_bounded(tmp_path: Path, implementation: str) -> None:
+    root = tmp_path / "deep"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(3_000):  # a path of ~6 KB: every level holds 100 % of the bytes
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "wb") as leaf:
+        leaf.write(b"L" * 100_000)
+    os.close(fd)
+    options = TreeOptions(min_share=0.001)
+    outcome = walk_volume(str(root), implementation=implementation, tree=options, max_open_dirs=8)
+    assert outcome.tree is not None
+    tree = scan_tree(outcome.tree, options)
+    assert len(tree.model_dump_json()) < 1_000_000
+    assert_levels_add_up(tree)
+    assert tree.largest_files[0].size == 100_000
+    assert tree.largest_files[0].path == "/d" * 3_000 + "/leaf"
+
+
+# Run in a fresh process: the RSS of that process while it walks, sampled at every tick,
+# when the walk's records are all alive. (Its peak over the whole run says nothing here:
+# start-up and imports reach higher than a walk of 100,000 directories.)
+WALK_RSS_SCRIPT = """
+import json, resource, sys
+from services.scanner.tree import TreeOptions
+from services.scanner.walk import walk_volume
+
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+during = [0]
+def tick(counters):
+    during[0] = max(during[0], rss())
+
+tree = TreeOptions(0.001) if sys.argv[2] == "tree" else None
+walk_volume(sys.argv[1], tick, implementation="c", tree=tree)
+print(json.dumps({"during": during[0]}))
+"""
+
+
+def _walk_rss(root: Path, mode: str) -> dict[str, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", WALK_RSS_SCRIPT, str(root), mode],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    figures: dict[str, int] = json.loads(out.stdout)
+    return figures
+
+
+def test_the_c_tree_costs_at_most_64_bytes_per_directory(tmp_path: Path) -> None:
+    if "c" not in walk_module.IMPLEMENTATIONS:
+        pytest.skip("the C walk is not built")
+    root = tmp_path / "many"
+    root.mkdir()
+    for top in range(100):
+        base = root / f"t{top:02d}"
+        base.mkdir()
+        for inner in range(999):
+            (base / f"d{inner:03d}").mkdir()
+    directories = 100 * 1_000
+    rounds = [(_walk_rss(root, "plain"), _walk_rss(root, "tree")) for _ in range(2)]
+    during = max(tree["during"] - plain["during"] for plain, tree in rounds) / directories
+    print(f"tree memory: {during:.1f} bytes per directory while walking ({directories} dirs)")
+    assert 30 <= during <= 64  # at least the 40-byte records: the tree was really kept
