@@ -184,8 +184,8 @@ def test_concurrent_refreshes_join_one_scan(engine: PrivateEngine, services: Sta
 
 def test_du_method_and_scan_methods(engine: PrivateEngine, services: Stack) -> None:
     methods = httpx.get(services.base_url + "/api/v1/scan-methods").json()
-    assert {m["name"] for m in methods["methods"]} == {"native", "du"}
-    assert methods["total"] == 2
+    assert {m["name"] for m in methods["methods"]} == {"native", "du", "diskus"}
+    assert methods["total"] == 3
     engine.client.volumes.create("vv-du")
     root = mountpoint(engine, "vv-du")
     make_known_tree(root)
