@@ -5,8 +5,8 @@ and symlinks into one volume of the engine. Each round times, in a rotating orde
 same mountpoint: `du -s -B1`, `du -sb`, the engine's `GET /system/df?type=volume`, our walk
 in this process (C loop, the C loop keeping the directory tree as native scans do, and the
 pure-Python fallback) with a progress callback like the worker's, and a full scan through
-the services (sync refresh; the worker's own duration). The process's RSS is sampled at
-every tick, so the tree's memory shows beside the walk without it.
+the services (sync refresh; the worker's own duration). Then the walk's RSS with the tree and
+without it, each in a fresh process (bench/walk_rss.py).
 Cold rounds (page cache dropped before each measurement) run when root may drop caches.
 """
 
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import walk_rss
 from bench.common import (
     API,
     CouldNotMeasure,
@@ -103,7 +104,6 @@ class Timing:
     system: float
     value: int  # disk usage (du, our walk) or apparent size (the engine)
     total: int = -1  # our walk's total_size
-    rss: int = 0  # our walk's process RSS at its largest, sampled at each tick
 
 
 def run_du(flags: list[str], path: Path) -> Timing:
@@ -121,24 +121,16 @@ def run_du(flags: list[str], path: Path) -> Timing:
     return Timing(wall, usage.ru_utime, usage.ru_stime, int(out.split(b"\t", 1)[0]))
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
-
-
 def run_walk(path: Path, implementation: str, tree: TreeOptions | None = None) -> Timing:
-    """The walk as the worker runs it: a tick that reads the counters and checks a clock
-    (and here samples the RSS, as cheap as the worker's own checks)."""
+    """The walk as the worker runs it: a tick that reads the counters and checks a clock."""
     next_report = [0.0]
     progress: list[tuple[int, int, int]] = []
-    largest_rss = [0]
 
     def tick(counters: WalkCounters) -> None:
         now = time.monotonic()
         if now >= next_report[0]:  # at most every 250 ms, as the worker reports
             progress.append((counters.entries, counters.file_count, counters.total_size))
             next_report[0] = now + 0.25
-            largest_rss[0] = max(largest_rss[0], _rss())
 
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
@@ -151,7 +143,6 @@ def run_walk(path: Path, implementation: str, tree: TreeOptions | None = None) -
         after.ru_stime - before.ru_stime,
         outcome.disk_usage,
         outcome.total_size,
-        max(largest_rss[0], _rss()),
     )
 
 
@@ -227,6 +218,8 @@ def measure(args: argparse.Namespace, report: Report) -> None:
                     )
                 )
         _agreement(report, warm)
+        if IMPLEMENTATION == "c":
+            _tree_memory(report, path, made["directories"])
 
 
 def rounds(
@@ -289,18 +282,6 @@ def report_rounds(report: Report, kind: str, taken: dict[str, list[Timing]]) -> 
                 else "worker's walk duration",
             )
         )
-    if kind == "warm" and "walk C tree" in taken:
-        with_tree = max(t.rss for t in taken["walk C tree"])
-        without = max(t.rss for t in taken["walk C"])
-        report.add(
-            Row(
-                "warm: walk RSS keeping the tree",
-                f"{with_tree / 2**20:.1f} MiB",
-                f"without the tree {without / 2**20:.1f} MiB",
-                with_tree / without,
-                note="this process (the walk runs as in a worker), largest sample of all rounds",
-            )
-        )
     ours_cpu = taken[walk]
     report.add(
         Row(
@@ -308,6 +289,26 @@ def report_rounds(report: Report, kind: str, taken: dict[str, list[Timing]]) -> 
             f"{median([t.user for t in ours_cpu]):.3f}+{median([t.system for t in ours_cpu]):.3f}",
             f"du {median([t.user for t in du]):.3f}+{median([t.system for t in du]):.3f}",
             note="the kernel's share (sys) is the floor for both",
+        )
+    )
+
+
+def _tree_memory(report: Report, path: Path, directories: int) -> None:
+    """The walk's RSS keeping the tree and without it, each in a fresh process, rounds
+    interleaved (bench/walk_rss.py says why a fresh one)."""
+    taken: dict[bool, list[float]] = {False: [], True: []}
+    for index in range(4):
+        for keep in (index % 2 == 0, index % 2 == 1):
+            taken[keep].append(walk_rss.measure(str(path), keep)["rss_during"])
+    with_tree, without = median(taken[True]), median(taken[False])
+    report.add(
+        Row(
+            "walk process RSS keeping the tree",
+            f"{with_tree / 2**20:.1f} MiB",
+            f"without the tree {without / 2**20:.1f} MiB",
+            with_tree / without,
+            note=f"{(with_tree - without) / max(directories, 1):.0f} bytes per directory "
+            f"({directories} directories); median of 2 fresh processes each",
         )
     )
 

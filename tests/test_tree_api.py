@@ -152,9 +152,10 @@ def test_changes_between_the_two_latest_scans(engine: PrivateEngine, services: S
     body = httpx.get(url).json()
     assert body["before"]["scan_id"] != body["after"]["scan_id"]
     rows = {row["path"]: row for row in body["data"]}
-    for path, name in (("/grows", b"grows"), ("/shrinks", b"shrinks")):
-        assert rows[path]["before"] == before[name] and rows[path]["after"] == after[name]
-        assert rows[path]["delta"] == after[name] - before[name]
+    for name in ("grows", "shrinks"):
+        row, key = rows[f"/{name}"], name.encode()
+        assert row["before"] == before[key] and row["after"] == after[key]
+        assert row["delta"] == after[key] - before[key]
     assert rows["/grows"]["delta"] > 0 > rows["/shrinks"]["delta"]
     assert "/stays" not in rows  # unchanged
     deltas = [abs(row["delta"]) for row in body["data"]]

@@ -3,14 +3,14 @@ within its bounds, and the memory it costs the C walk (RSS of the walking proces
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench import walk_rss
 from services.scanner import walk as walk_module
 from services.scanner.tree import TreeOptions, scan_tree
 from services.scanner.walk import walk_volume
@@ -141,60 +141,38 @@ def test_pruning_keeps_the_bound_and_every_level_adds_up(
     assert [(file.path, file.size) for file in tree.largest_files] == expected
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_a_tree_deeper_than_path_max_stays_bounded(tmp_path: Path, implementation: str) -> None:
+@pytest.fixture
+def deep(tmp_path: Path) -> Iterator[Path]:
+    """3,000 nested directories (a path of ~6 KB), a file at the bottom."""
     root = tmp_path / "deep"
     root.mkdir()
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(3_000):  # a path of ~6 KB: every level holds 100 % of the bytes
-        os.mkdir("d", dir_fd=fd)
-        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    try:
+        for _ in range(3_000):
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        leaf = os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(leaf, b"L" * 100_000)
+        os.close(leaf)
+    finally:
         os.close(fd)
-        fd = child
-    with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "wb") as leaf:
-        leaf.write(b"L" * 100_000)
-    os.close(fd)
-    options = TreeOptions(min_share=0.001)
-    outcome = walk_volume(str(root), implementation=implementation, tree=options, max_open_dirs=8)
+    yield root
+    # shutil.rmtree (pytest's clean-up too) recurses and gives up at this depth; rm does not.
+    subprocess.run(["rm", "-rf", "--", str(root)], check=True)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_a_tree_deeper_than_path_max_stays_bounded(deep: Path, implementation: str) -> None:
+    options = TreeOptions(min_share=0.001)  # every level holds 100 % of the bytes
+    outcome = walk_volume(str(deep), implementation=implementation, tree=options, max_open_dirs=8)
     assert outcome.tree is not None
     tree = scan_tree(outcome.tree, options)
     assert len(tree.model_dump_json()) < 1_000_000
     assert_levels_add_up(tree)
     assert tree.largest_files[0].size == 100_000
     assert tree.largest_files[0].path == "/d" * 3_000 + "/leaf"
-
-
-# Run in a fresh process: the RSS of that process while it walks, sampled at every tick,
-# when the walk's records are all alive. (Its peak over the whole run says nothing here:
-# start-up and imports reach higher than a walk of 100,000 directories.)
-WALK_RSS_SCRIPT = """
-import json, resource, sys
-from services.scanner.tree import TreeOptions
-from services.scanner.walk import walk_volume
-
-def rss():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
-
-during = [0]
-def tick(counters):
-    during[0] = max(during[0], rss())
-
-tree = TreeOptions(0.001) if sys.argv[2] == "tree" else None
-walk_volume(sys.argv[1], tick, implementation="c", tree=tree)
-print(json.dumps({"during": during[0]}))
-"""
-
-
-def _walk_rss(root: Path, mode: str) -> dict[str, int]:
-    out = subprocess.run(
-        [sys.executable, "-c", WALK_RSS_SCRIPT, str(root), mode],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    figures: dict[str, int] = json.loads(out.stdout)
-    return figures
 
 
 def test_the_c_tree_costs_at_most_64_bytes_per_directory(tmp_path: Path) -> None:
@@ -208,7 +186,8 @@ def test_the_c_tree_costs_at_most_64_bytes_per_directory(tmp_path: Path) -> None
         for inner in range(999):
             (base / f"d{inner:03d}").mkdir()
     directories = 100 * 1_000
-    rounds = [(_walk_rss(root, "plain"), _walk_rss(root, "tree")) for _ in range(2)]
-    during = max(tree["during"] - plain["during"] for plain, tree in rounds) / directories
+    rounds = [(walk_rss.measure(str(root), False), walk_rss.measure(str(root), True)) for _ in "ab"]
+    during = max(tree["rss_during"] - plain["rss_during"] for plain, tree in rounds)
+    during /= directories
     print(f"tree memory: {during:.1f} bytes per directory while walking ({directories} dirs)")
     assert 30 <= during <= 64  # at least the 40-byte records: the tree was really kept

@@ -39,6 +39,9 @@ _DROP_OLD_JOBS = """
       AND scan_id NOT IN (SELECT scan_id FROM scan_results)
 """
 _DROP_OLD_EVENTS = "DELETE FROM scan_events WHERE created_at < :cutoff"
+# A tree no scan has replaced for the whole window belongs to a volume that is gone (live
+# ones are rescanned every VV_SCAN_INTERVAL): it goes, so removed volumes' trees do not pile up.
+_DROP_OLD_TREES = "DELETE FROM scan_trees WHERE scanned_at < :cutoff"
 _POINT_COLUMNS = (
     "scanned_at, json_extract(result_json, '$.total_size'),"
     " json_extract(result_json, '$.disk_usage'), json_extract(result_json, '$.file_count'),"
@@ -103,6 +106,7 @@ class History:
             jobs = await db.execute(_DROP_OLD_JOBS, {"cutoff": cutoff})
             # Terminal events only serve WebSocket resumes: none needs them for that long.
             await db.execute(_DROP_OLD_EVENTS, {"cutoff": cutoff})
+            await db.execute(_DROP_OLD_TREES, {"cutoff": cutoff})
         removed = (max(results.rowcount, 0), max(jobs.rowcount, 0))
         if any(removed):
             log.info(
