@@ -6,6 +6,7 @@ Fixtures
   busybox_image   (session)  tag of an offline-built busybox image on docker_engine
   stack_factory   (function) make_stack(**VV_overrides) -> Stack; all stopped at teardown
   stack           (function) a Stack with nothing started; stopped at teardown
+  browser         (function) Browser: Debian's Chromium, headless (tests/support/browser.py)
 
 When a test fails, the tail of every service log of its stacks is added to the report.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import Browser, chromium, missing_browser
 from tests.support.engine import PrivateEngine
 from tests.support.hog import cpu_hog as start_cpu_hog
 from tests.support.images import build_busybox_image
@@ -92,3 +94,12 @@ def stack(stack_factory: StackFactory) -> Stack:
 def cpu_hog() -> Iterator[Any]:
     with start_cpu_hog() as stop:
         yield stop
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    reason = missing_browser()
+    if reason is not None:
+        pytest.fail(reason)  # make test installs it: a missing browser is a broken set-up
+    with chromium() as driven:
+        yield driven

@@ -18,21 +18,12 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.support.api import start_services
-from tests.support.browser import Browser, chromium, missing_browser
+from tests.support.browser import Browser
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 
 PAGE_DIR = Path(__file__).with_name("browser_page")
 TOKEN = "browser-test-token"
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    reason = missing_browser()
-    if reason is not None:
-        pytest.fail(reason)  # make test installs it: a missing browser is a broken set-up
-    with chromium() as driven:
-        yield driven
 
 
 def _screenshot(browser: Browser, tmp_path: Path, name: str) -> None:

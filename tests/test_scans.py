@@ -42,6 +42,7 @@ RESULT_FIELDS = {
     "duration",
     "cache_hit",
     "filesystem_type",
+    "tree_available",
 }
 
 

@@ -76,7 +76,18 @@ def test_api_routes_are_never_shadowed(stack: Stack, dashboard: Path) -> None:
         assert metrics.status_code == 200 and "volumeviz_volumes" in metrics.text
 
 
-def test_without_a_static_dir_nothing_is_served(stack: Stack) -> None:
+def test_without_a_static_dir_our_own_page_is_at_the_root(stack: Stack) -> None:
     with _serve(stack) as http:
-        _assert_json_not_found(http.get("/"))
-        _assert_json_not_found(http.get("/volumes/x"))
+        root, ui = http.get("/"), http.get("/ui/")
+        assert root.status_code == ui.status_code == 200 and root.text == ui.text
+        assert '<script type="module" src="/ui/app.js">' in root.text
+        assert http.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
+        _assert_json_not_found(http.get("/volumes/x"))  # no fallback without VV_STATIC_DIR
+        _assert_json_not_found(http.get("/ui/no-such-file.js"))
+        _assert_json_not_found(http.get("/ui/../README.md"))
+
+
+def test_with_a_static_dir_our_page_stays_at_ui(stack: Stack, dashboard: Path) -> None:
+    with _serve(stack, VV_STATIC_DIR=str(dashboard)) as http:
+        assert http.get("/").text == INDEX
+        assert "/ui/app.js" in http.get("/ui/").text

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -58,9 +59,13 @@ class Browser:
 
     def wait_for(self, condition: Callable[[], Any], timeout: float = 15, what: str = "") -> Any:
         """Wait until `condition()` is truthy (polled by WebDriverWait) and return it."""
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(
-            lambda _driver: condition(), message=what
-        )
+        return WebDriverWait(
+            self.driver,
+            timeout,
+            poll_frequency=0.05,
+            # The page redraws: an element found a moment ago may be replaced; look again.
+            ignored_exceptions=(StaleElementReferenceException, NoSuchElementException),
+        ).until(lambda _driver: condition(), message=what)
 
     def wait_for_text(self, element_id: str, needle: str, timeout: float = 15) -> str:
         return str(
@@ -88,6 +93,21 @@ class Browser:
             for entry in self.driver.get_log("browser")  # type: ignore[no-untyped-call]
             if entry["level"] == "SEVERE"
         ]
+
+    def before_every_page(self, script: str) -> None:
+        """Run `script` in every page before its own scripts (through the DevTools protocol,
+        so the page's Content-Security-Policy does not apply to it)."""
+        self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": script})
+
+    def prefer_dark(self, dark: bool) -> None:
+        value = "dark" if dark else "light"
+        self.driver.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia",
+            {"features": [{"name": "prefers-color-scheme", "value": value}]},
+        )
+
+    def window(self, width: int, height: int) -> None:
+        self.driver.set_window_size(width, height)
 
     def screenshot(self, directory: Path, name: str) -> Path:
         path = directory / f"{name}.png"

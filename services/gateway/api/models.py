@@ -58,6 +58,9 @@ class VolumeOut(BaseModel):
     disk_usage_bytes: int | None
     file_count: int | None
     last_scan_at: datetime | None
+    size_source: Literal["walk", "du"] | None = Field(
+        description="what measured the figures: the native walk, du, or nothing yet"
+    )
     attachments_count: int
     is_orphaned: bool
     is_system: bool

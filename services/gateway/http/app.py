@@ -31,6 +31,7 @@ from services.gateway.http.session import SessionSigner
 from services.gateway.http.session_api import session_blueprint
 from services.gateway.http.static_files import install_static_files
 from services.gateway.runtime import GatewayRuntime
+from services.gateway.ui import ui_blueprint
 from services.gateway.ws import endpoint as ws_endpoint
 
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> Quart:
     )
     app.register_blueprint(session_blueprint(settings, sessions))
     app.register_blueprint(pages_blueprint())
+    app.register_blueprint(ui_blueprint(serve_at_root=settings.static_dir is None))
     install_error_handlers(app)
     # In this order: the request id is in every answer, then no foreign page gets further.
     install_security_headers(app)

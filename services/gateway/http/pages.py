@@ -29,7 +29,9 @@ def swagger_ui_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
-async def _page_file(path: Path) -> Response:
+async def send_page_file(path: Path) -> Response:
+    """A file of a page, under the page policy, always revalidated (a new version shows at
+    once)."""
     serve_as_page()
     response = await send_file(path, conditional=True)
     response.headers["Cache-Control"] = "no-cache"
@@ -43,33 +45,33 @@ def pages_blueprint() -> Blueprint:
     @blueprint.get("/login")
     @hide
     async def login_page() -> Response:
-        return await _page_file(PAGES_DIR / "login.html")
+        return await send_page_file(PAGES_DIR / "login.html")
 
     @blueprint.get("/login.js")
     @hide
     async def login_script() -> Response:
-        return await _page_file(PAGES_DIR / "login.js")
+        return await send_page_file(PAGES_DIR / "login.js")
 
     @blueprint.get("/login.css")
     @hide
     async def login_style() -> Response:
-        return await _page_file(PAGES_DIR / "login.css")
+        return await send_page_file(PAGES_DIR / "login.css")
 
     @blueprint.get(API_DOCS_PATH)
     @hide
     async def docs_page() -> Response:
-        return await _page_file(PAGES_DIR / "docs.html")
+        return await send_page_file(PAGES_DIR / "docs.html")
 
     @blueprint.get(f"{API_DOCS_PATH}/docs.js")
     @hide
     async def docs_script() -> Response:
-        return await _page_file(PAGES_DIR / "docs.js")
+        return await send_page_file(PAGES_DIR / "docs.js")
 
     @blueprint.get(f"{API_DOCS_PATH}/<string:name>")
     @hide
     async def docs_asset(name: str) -> Response:
         if name not in DOCS_ASSETS:
             raise ApiError(404, "NOT_FOUND", f"no such route: {API_DOCS_PATH}/{name}")
-        return await _page_file(assets / name)
+        return await send_page_file(assets / name)
 
     return blueprint

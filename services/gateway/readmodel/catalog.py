@@ -66,6 +66,10 @@ class VolumeView:
             "disk_usage_bytes": result.disk_usage if result else None,
             "file_count": result.file_count if result else None,
             "last_scan_at": rfc3339(result.scanned_at) if result else None,
+            # Where the figures come from: a walk (native), du, or nothing yet.
+            "size_source": (
+                {"native": "walk"}.get(result.method, result.method) if result else None
+            ),
             "attachments_count": attachments,
             "is_orphaned": attachments == 0,
             "is_system": system,
