@@ -14,6 +14,8 @@ from common.curve import JOBS_LINK, STATE_LINK, require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
 from services.gateway.http.app import create_app
+from services.gateway.runtime import GatewayRuntime
+from services.gateway.storage.store import StoreUnavailable
 from services.gateway.ws.compression import set_websocket_compression
 
 
@@ -51,7 +53,15 @@ async def main() -> None:
             settings.host,
         )
     set_websocket_compression(settings.ws_compression)
-    app = create_app(settings)
+    state = GatewayRuntime(settings)
+    try:
+        # Before serving, so a database that cannot be had is one clear line and exit 1
+        # (in the app's start-up it would be a traceback from the framework).
+        await state.store.open()
+    except StoreUnavailable as error:
+        log.critical("cannot start: %s", error)
+        raise SystemExit(1) from None
+    app = create_app(settings, state)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

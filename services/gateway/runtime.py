@@ -65,7 +65,8 @@ class GatewayRuntime:
 
     async def start(self) -> None:
         bus.ensure_runtime_dir(self.settings)
-        await self.store.open()
+        if not self.store.is_open:
+            await self.store.open()
         self.catalog.load_results(await self.store.latest_results())
         await self.scans.restore()
         self.hub.last_event_id = await self.store.last_event_id()

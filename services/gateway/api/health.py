@@ -37,8 +37,19 @@ async def health_checks(state: GatewayRuntime) -> dict[str, dict[str, Any]]:
             None if watcher_age is None else round(watcher_age, 3),
         ),
         "scanners": _check(alive > 0, f"{alive} workers alive, {busy} busy"),
-        "database": _check(database_ok, "writable" if database_ok else "cannot query the store"),
+        "database": _check(database_ok, _database_message(state, database_ok)),
     }
+
+
+def _database_message(state: GatewayRuntime, ok: bool) -> str:
+    if not ok:
+        return "cannot query the store"
+    if state.store.moved_aside is not None:
+        return (
+            "writable; the database found at start was unreadable and was moved to "
+            f"{state.store.moved_aside}, a new one was created"
+        )
+    return "writable"
 
 
 @blueprint.get("/health")

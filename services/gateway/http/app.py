@@ -35,7 +35,7 @@ from services.gateway.ui import ui_blueprint
 from services.gateway.ws import endpoint as ws_endpoint
 
 
-def create_app(settings: Settings) -> Quart:
+def create_app(settings: Settings, state: GatewayRuntime | None = None) -> Quart:
     app = Quart("volumeviz", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20
     app.config["JSON_SORT_KEYS"] = False
@@ -51,7 +51,7 @@ def create_app(settings: Settings) -> Quart:
         security=[{"bearer": []}] if settings.api_token is not None else None,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    state = GatewayRuntime(settings)
+    state = state or GatewayRuntime(settings)
     app.extensions["volumeviz"] = state
 
     for blueprint in (

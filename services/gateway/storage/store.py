@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,49 +22,8 @@ import aiosqlite
 
 from common.messages import ScanFailure, ScanMethod, ScanResultData, ScanTree
 from services.gateway.storage import trees
+from services.gateway.storage.schema import SchemaTooNew, migrate
 from services.gateway.storage.trees import StoredTree
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS scan_jobs (
-    scan_id       TEXT PRIMARY KEY,
-    volume_id     TEXT NOT NULL,
-    method        TEXT NOT NULL,
-    status        TEXT NOT NULL,
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    requested_at  TEXT NOT NULL,
-    started_at    TEXT,
-    finished_at   TEXT,
-    error_code    TEXT,
-    error_message TEXT
-);
-CREATE INDEX IF NOT EXISTS scan_jobs_open ON scan_jobs (status)
-    WHERE status IN ('queued', 'running');
-CREATE TABLE IF NOT EXISTS scan_results (
-    scan_id     TEXT PRIMARY KEY,
-    volume_id   TEXT NOT NULL,
-    scanned_at  TEXT NOT NULL,
-    result_json TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS scan_results_volume ON scan_results (volume_id, scanned_at);
-CREATE TABLE IF NOT EXISTS scan_events (
-    event_id   INTEGER PRIMARY KEY AUTOINCREMENT,
-    scan_id    TEXT NOT NULL UNIQUE,
-    volume_id  TEXT NOT NULL,
-    type       TEXT NOT NULL,
-    data_json  TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS scan_results_time ON scan_results (scanned_at);
-CREATE TABLE IF NOT EXISTS scan_trees (
-    scan_id    TEXT PRIMARY KEY,
-    volume_id  TEXT NOT NULL,
-    scanned_at TEXT NOT NULL,
-    tree_json  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS scan_trees_volume ON scan_trees (volume_id, scanned_at);
-CREATE INDEX IF NOT EXISTS scan_jobs_finished ON scan_jobs (finished_at)
-    WHERE finished_at IS NOT NULL;
-"""
 
 # Terminal events kept for clients that resume a WebSocket after a reconnect.
 EVENT_REPLAY_LIMIT = 10_000
@@ -103,10 +64,20 @@ def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+log = logging.getLogger("gateway.store")
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be opened at all (its path is a directory, not writable, or holds
+    a newer schema): the gateway must not start."""
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        # Set when a corrupt or unreadable database was moved aside at start (for health).
+        self.moved_aside: Path | None = None
         # One connection serves every coroutine: a transaction must not take in (or have
         # rolled back) another's statements, so writers go one at a time.
         self._write_lock = asyncio.Lock()
@@ -123,30 +94,73 @@ class Store:
             await self.db.commit()
 
     @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
             raise RuntimeError("store is not open")
         return self._db
 
     async def open(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Owner only. SQLite gives its journal, WAL and shared-memory files the database
-        # file's mode, so creating that 0600 (and narrowing one an older version made 0644)
-        # covers them all.
-        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        for companion in ("", "-wal", "-shm", "-journal"):
-            existing = self.path.with_name(self.path.name + companion)
-            if existing.exists():
+        """Open (creating, upgrading or, when corrupt, replacing) the database; raises
+        StoreUnavailable when no database can be had at that path."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Owner only. SQLite gives its journal, WAL and shared-memory files the database
+            # file's mode, so creating that 0600 (and narrowing one an older version made
+            # 0644) covers them all.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            for existing in self._files():
                 existing.chmod(0o600)
-        self._db = await aiosqlite.connect(self.path)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.executescript(SCHEMA)
-        await self._db.commit()
+        except OSError as error:
+            raise StoreUnavailable(f"cannot open the database {self.path}: {error}") from None
+        try:
+            self._db = await self._connect()
+        except sqlite3.DatabaseError as error:  # corrupt, or not a database at all
+            await self.close()
+            self.moved_aside = self._move_aside()
+            log.error(
+                "database unreadable, moved aside path=%s moved_to=%s error=%s",
+                self.path,
+                self.moved_aside,
+                error,
+            )
+            self._db = await self._connect()
+        except SchemaTooNew as error:
+            await self.close()
+            raise StoreUnavailable(str(error)) from None
+
+    async def _connect(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path)
+        self._db = db  # so that close() releases it if anything below fails
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        async with db.execute("PRAGMA quick_check") as cursor:
+            verdict = [row[0] for row in await cursor.fetchall()]
+        if verdict != ["ok"]:
+            raise sqlite3.DatabaseError(f"quick_check: {'; '.join(verdict[:3])}")
+        await migrate(db)
+        return db
+
+    def _files(self) -> list[Path]:
+        names = ("", "-wal", "-shm", "-journal")
+        candidates = [self.path.with_name(self.path.name + suffix) for suffix in names]
+        return [path for path in candidates if path.exists()]
+
+    def _move_aside(self) -> Path:
+        """`<name>.corrupt-<UTC time>` (its WAL and shared memory beside it)."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for existing in self._files():
+            existing.rename(target.with_name(target.name + existing.name[len(self.path.name) :]))
+        return target
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                await self._db.close()
             self._db = None
 
     async def ping(self) -> bool:
@@ -191,20 +205,28 @@ class Store:
                 ),
             )
 
-    async def mark_running(self, scan_id: str, started_at: datetime, attempts: int) -> None:
+    # Every status change is guarded: only an open job (queued or running) moves, so a job
+    # that ended can never be queued or started again, whatever races with its finish.
+
+    async def mark_running(self, scan_id: str, started_at: datetime, attempts: int) -> bool:
+        """queued|running -> running; False when the job had already ended."""
         async with self.writing() as db:
-            await db.execute(
+            cursor = await db.execute(
                 "UPDATE scan_jobs SET status = 'running', started_at = ?, attempts = ?"
-                " WHERE scan_id = ?",
+                " WHERE scan_id = ? AND status IN ('queued', 'running')",
                 (started_at.isoformat(), attempts, scan_id),
             )
+            return cursor.rowcount == 1
 
-    async def mark_queued(self, scan_id: str, attempts: int) -> None:
+    async def mark_queued(self, scan_id: str, attempts: int) -> bool:
+        """queued|running -> queued; False when the job had already ended."""
         async with self.writing() as db:
-            await db.execute(
-                "UPDATE scan_jobs SET status = 'queued', attempts = ? WHERE scan_id = ?",
+            cursor = await db.execute(
+                "UPDATE scan_jobs SET status = 'queued', attempts = ?"
+                " WHERE scan_id = ? AND status IN ('queued', 'running')",
                 (attempts, scan_id),
             )
+            return cursor.rowcount == 1
 
     async def finish_job(
         self,
@@ -246,12 +268,13 @@ class Store:
                 if tree is not None:
                     await trees.keep(db, scan_id, result.volume_id, result.scanned_at, tree)
             volume_id, event_type, data = event
+            # A terminal event is written once: an older version may have left one behind.
             cursor = await db.execute(
                 "INSERT INTO scan_events (scan_id, volume_id, type, data_json, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (scan_id) DO NOTHING",
                 (scan_id, volume_id, event_type, json.dumps(data), utc_text(finished_at)),
             )
-            return cursor.lastrowid
+            return cursor.lastrowid if cursor.rowcount == 1 else None
 
     async def trees(self, volume_id: str) -> list[StoredTree]:
         """The volume's kept trees, the latest first."""
