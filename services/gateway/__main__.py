@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import signal
+import sys
 
 import uvloop
 from hypercorn.asyncio import serve
@@ -13,6 +14,7 @@ from hypercorn.config import Config
 from common.curve import JOBS_LINK, STATE_LINK, require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
+from common.tasks import exit_status
 from services.gateway.http.app import create_app
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.storage.store import StoreUnavailable
@@ -74,3 +76,4 @@ async def main() -> None:
 if __name__ == "__main__":
     # libuv's loop and transports: fewer Python calls per frame and request (bench/ws, api)
     uvloop.run(main())
+    sys.exit(exit_status())

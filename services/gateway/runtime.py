@@ -78,7 +78,7 @@ class GatewayRuntime:
             start_essential(self.history.run_thinning(), "history-thinning"),
         ]
         if self.scheduler.enabled:
-            self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
+            self._tasks.append(start_essential(self.scheduler.run(), "scheduler"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.state.first_state.wait(), FIRST_STATE_WAIT_SECONDS)
         log.info(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
 from common.curve import STATE_LINK, require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
+from common.tasks import exit_status
 from services.watcher.watcher import Watcher
 
 
@@ -27,3 +29,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    sys.exit(exit_status())

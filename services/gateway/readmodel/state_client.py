@@ -61,7 +61,8 @@ class StateClient:
         return [
             start_essential(self._read_updates(), "state-updates"),
             start_essential(self._read_snapshots(), "state-snapshots"),
-            asyncio.create_task(self._keep_fresh(), name="state-fresh"),
+            # Ends once the first snapshot is in; a crash before that still stops us.
+            start_essential(self._keep_fresh(), "state-fresh", runs_forever=False),
         ]
 
     def close(self) -> None:
