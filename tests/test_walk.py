@@ -377,8 +377,8 @@ def test_file_or_symlink_root_is_a_path_error(walk: Walk, tmp_path: Path) -> Non
         assert caught.value.code == "SCAN_PATH_ERROR"
 
 
-def _walk_as_nobody(walk: Walk, root: str) -> dict[str, object]:
-    """Walk in a forked child that has dropped root, since root ignores mode bits."""
+def _as_nobody(run: Callable[[], dict[str, object]]) -> dict[str, object]:
+    """`run()` in a forked child that has dropped root, since root ignores mode bits."""
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
@@ -388,8 +388,7 @@ def _walk_as_nobody(walk: Walk, root: str) -> dict[str, object]:
             os.setresgid(NOBODY, NOBODY, NOBODY)
             os.setresuid(NOBODY, NOBODY, NOBODY)
             try:
-                outcome: WalkOutcome = walk(root)
-                answer: dict[str, object] = {k: getattr(outcome, k) for k in WalkOutcome.__slots__}
+                answer = run()
             except ScanError as exc:
                 answer = {"error": exc.code}
             os.write(writer, json.dumps(answer).encode())
@@ -400,6 +399,30 @@ def _walk_as_nobody(walk: Walk, root: str) -> dict[str, object]:
         data = pipe.read()
     os.waitpid(pid, 0)
     return dict(json.loads(data))
+
+
+def _walk_as_nobody(walk: Walk, root: str) -> dict[str, object]:
+    def run() -> dict[str, object]:
+        outcome: WalkOutcome = walk(root)
+        return {k: getattr(outcome, k) for k in WalkOutcome.__slots__ if k != "tree"}
+
+    return _as_nobody(run)
+
+
+def _locked_tree(root: Path) -> None:
+    """One readable file, a directory nobody may open, one whose entries nobody may lstat."""
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    (root / "open_file").write_bytes(b"12345")
+    locked = root / "locked"
+    locked.mkdir()
+    (locked / "inner").write_bytes(b"x" * 10)
+    (locked / "innerdir").mkdir()
+    locked.chmod(0o000)  # cannot be opened: counted as a directory, and skipped
+    listable = root / "listable"
+    listable.mkdir()
+    (listable / "f3").write_bytes(b"y" * 10)
+    listable.chmod(0o744)  # others may list names but not lstat them: f3 is skipped
 
 
 @pytest.fixture
@@ -417,18 +440,8 @@ def shared_tmp() -> Iterator[Path]:
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to nobody")
 def test_unreadable_entries_are_skipped(walk: Walk, shared_tmp: Path) -> None:
     root = shared_tmp / "vol"
-    root.mkdir(mode=0o755)
-    root.chmod(0o755)
-    (root / "open_file").write_bytes(b"12345")
-    locked = root / "locked"
-    locked.mkdir()
-    (locked / "inner").write_bytes(b"x" * 10)
-    (locked / "innerdir").mkdir()
-    locked.chmod(0o000)  # cannot be opened: counted as a directory, and skipped
-    listable = root / "listable"
-    listable.mkdir()
-    (listable / "f3").write_bytes(b"y" * 10)
-    listable.chmod(0o744)  # others may list names but not lstat them: f3 is skipped
+    _locked_tree(root)
+    locked, listable = root / "locked", root / "listable"
     outcome = _walk_as_nobody(walk, str(root))
     assert outcome["file_count"] == 1
     assert outcome["directory_count"] == 2
@@ -483,6 +496,15 @@ def test_du_method_reports_du_disk_usage(known_tree: Path) -> None:
     assert outcome.disk_usage == du_bytes(known_tree)
     assert outcome.skipped == 0
     assert outcome.filesystem_type == filesystem_type(str(known_tree))
+
+
+@needs_du
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to nobody")
+def test_du_method_counts_what_it_could_not_read(shared_tmp: Path) -> None:
+    root = shared_tmp / "vol"
+    _locked_tree(root)
+    answer = _as_nobody(lambda: {"skipped": du_method.du_scan(str(root)).skipped})
+    assert answer == {"skipped": 2}  # the locked directory, and the entry it cannot lstat
 
 
 @needs_du

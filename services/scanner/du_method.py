@@ -108,8 +108,10 @@ def du_scan(
     first = out.split("\t", 1)[0].strip()
     if not first.isdigit():
         raise _failure(target, err, process.returncode)
-    # du exits 1 but still prints the total when some entries could not be read.
-    skipped = sum(1 for line in err.splitlines() if line.startswith("du: cannot"))
+    # du exits 1 but still prints the total when some entries could not be read; it names
+    # itself as it was run (`/usr/bin/du: cannot ...`).
+    prefix = f"{executable}: cannot "
+    skipped = sum(1 for line in err.splitlines() if line.startswith(prefix))
     return DuOutcome(
         disk_usage=int(first),
         skipped=skipped,

@@ -7,7 +7,7 @@ fields the dashboard reads.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -100,8 +100,14 @@ def _rfc3339_text(value: object) -> object:
 
 
 def _needs_zone(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return value
+    if value.tzinfo is None:
         raise ValueError("must be RFC 3339 with a time zone (e.g. 2024-01-15T12:00:00Z)")
+    try:
+        value.astimezone(UTC)  # year 1 at +14:00 is before year 1 in UTC
+    except OverflowError:
+        raise ValueError("is out of range once in UTC") from None
     return value
 
 

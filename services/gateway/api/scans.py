@@ -45,6 +45,8 @@ async def _optional_json_body() -> dict[str, Any]:
         body = json.loads(raw)
     except ValueError as error:
         raise ApiError(400, "INVALID_JSON", f"request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ApiError(400, "INVALID_JSON", "request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "INVALID_REQUEST", "request body must be a JSON object")
     return body

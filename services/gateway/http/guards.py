@@ -12,6 +12,8 @@ aim requests at it:
   one (`Origin`; without it, `Sec-Fetch-Site: cross-site` is refused), else 403; and if it
   has a body, that body must be JSON (a form cannot send `application/json` cross-site
   without a preflight), else 415. Scripts send no `Origin` and pass.
+* **Paths that move**: an encoded slash (`%2F`) is a 400 and `//` no route (a 404), never
+  a redirect to another route.
 """
 
 from __future__ import annotations
@@ -84,7 +86,16 @@ def _has_body() -> bool:
     return "Transfer-Encoding" in request.headers
 
 
+def has_encoded_slash(raw_path: bytes | None) -> bool:
+    """A `%2F` in the path as sent: decoded, it would move the route's boundaries (no volume
+    name holds a '/'), so such a request names nothing."""
+    return raw_path is not None and b"%2f" in raw_path.lower()
+
+
 def install_guards(app: Quart, settings: Settings) -> None:
+    # `//` and `/%2F/` are no route: werkzeug would merge the slashes and answer an HTML
+    # redirect to another route instead.
+    app.url_map.merge_slashes = False
     hosts = HostAllowList(settings.gateway_hosts)
     log.info("answering hosts=%s", ",".join(settings.gateway_hosts))
 
@@ -99,10 +110,17 @@ def install_guards(app: Quart, settings: Settings) -> None:
             "VV_ALLOWED_HOSTS if it is one of its names",
         )
 
+    def encoded_slash(raw_path: bytes | None) -> Response | None:
+        if not has_encoded_slash(raw_path):
+            return None
+        return error_response(
+            400, "INVALID_REQUEST", "the path holds an encoded '/' (%2F): no volume id has one"
+        )
+
     @app.before_request
     async def _check_request() -> Response | None:
         host = request.headers.get("Host")
-        refusal = refused_host(host)
+        refusal = refused_host(host) or encoded_slash(request.scope.get("raw_path"))
         if refusal is not None or request.method not in UNSAFE_METHODS:
             return refusal
         origin = request.headers.get("Origin")
@@ -133,7 +151,8 @@ def install_guards(app: Quart, settings: Settings) -> None:
     @app.before_websocket
     async def _check_upgrade() -> Response | None:
         assert has_websocket_context()
-        return refused_host(websocket.headers.get("Host"))
+        host = websocket.headers.get("Host")
+        return refused_host(host) or encoded_slash(websocket.scope.get("raw_path"))
 
 
 def install_websocket_not_found(app: Quart) -> None:
