@@ -11,6 +11,7 @@ import uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from common.bus import require_runtime_dir
 from common.curve import JOBS_LINK, STATE_LINK, require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
@@ -54,6 +55,7 @@ async def main() -> None:
             "set VV_API_TOKEN or bind 127.0.0.1",
             settings.host,
         )
+    require_runtime_dir(settings)
     set_websocket_compression(settings.ws_compression)
     state = GatewayRuntime(settings)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from common.bus import require_runtime_dir
 from common.curve import JOBS_LINK, require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
@@ -14,6 +15,7 @@ def main() -> int:
     settings = get_settings()
     setup_logging("scanner", settings.log_level)
     require_safe_bus(settings, connects=[(settings.jobs_endpoint, JOBS_LINK)])
+    require_runtime_dir(settings)
     pool = ScannerPool(settings)
     pool.install_signal_handlers()
     return pool.run()

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 
+from common.bus import require_runtime_dir
 from common.curve import STATE_LINK, require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
@@ -20,6 +21,7 @@ async def main() -> None:
         settings,
         serves=[(settings.state_endpoint, STATE_LINK), (settings.snapshot_endpoint, STATE_LINK)],
     )
+    require_runtime_dir(settings)
     watcher = Watcher(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -192,7 +192,9 @@ class Watcher:
 
     async def _heartbeat_loop(self) -> None:
         assert self._publisher is not None
+        bound = [self.settings.state_endpoint, self.settings.snapshot_endpoint]
         while True:
+            bus.check_bound(bound)
             beat = Heartbeat(
                 service="watcher", instance=self.epoch, seq=self.seq, engine=self.engine
             )

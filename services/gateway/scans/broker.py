@@ -166,6 +166,7 @@ class ScanBroker:
     async def _heartbeat_loop(self) -> None:
         beat = encode(GatewayHeartbeat(instance=self.instance))
         while True:
+            bus.check_bound([self.settings.jobs_endpoint])
             now = time.monotonic()
             for identity, worker in list(self.workers.items()):
                 if now - worker.last_seen > self.settings.liveness_timeout_seconds:
