@@ -111,7 +111,8 @@ def test_writes_from_other_origins_are_refused_and_bodies_must_be_json(
     _assert_error(form, 415, "UNSUPPORTED_MEDIA_TYPE")
     text = httpx.post(refresh, content=b"{}", headers={"Content-Type": "text/plain"})
     _assert_error(text, 415, "UNSUPPORTED_MEDIA_TYPE")
-    assert stack["gateway"].log_text().count("refused cross-site request") == 4
+    # Logged at a bounded rate: the first refusal, not one line each.
+    assert stack["gateway"].log_text().count("refused cross-site request") == 1
 
     own = httpx.post(refresh, json={}, headers={"Origin": stack.base_url}, timeout=60)
     assert own.status_code == 200, own.text
@@ -241,3 +242,12 @@ def test_the_database_is_readable_by_its_owner_only(stack: Stack) -> None:
     stack.start("gateway")
     stack.wait_http_ready()
     assert_owner_only()
+
+
+def test_refusals_are_logged_at_a_bounded_rate(stack: Stack) -> None:
+    _gateway(stack, VV_API_TOKEN=TOKEN)
+    with httpx.Client(base_url=stack.base_url) as http:
+        for _ in range(2_000):
+            assert http.get("/api/v1/volumes").status_code == 401
+    lines = stack["gateway"].log_text().count("refused request without a valid token")
+    assert 1 <= lines <= 2  # 2,000 refusals; a line at most every 10 s

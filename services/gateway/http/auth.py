@@ -23,6 +23,7 @@ from quart import Quart, Response, request, websocket
 
 from common.settings import Settings
 from services.gateway.http.errors import error_response
+from services.gateway.http.refusals import RefusalLog
 from services.gateway.http.session import COOKIE_NAME, SessionSigner
 
 log = logging.getLogger("gateway.auth")
@@ -93,6 +94,7 @@ def install_auth(app: Quart, settings: Settings, sessions: SessionSigner | None)
     if settings.api_token is None or sessions is None:
         return
     expected = settings.api_token.get_secret_value()
+    refusals = RefusalLog(log)
 
     @app.before_request
     async def _require_token() -> Response | None:
@@ -102,7 +104,8 @@ def install_auth(app: Quart, settings: Settings, sessions: SessionSigner | None)
             return None
         if sessions.valid(request.cookies.get(COOKIE_NAME)):
             return None
-        log.warning(
+        refusals.warning(
+            "token",
             "refused request without a valid token method=%s path=%r peer=%s",
             request.method,
             request.path[:200],
@@ -121,5 +124,7 @@ def install_auth(app: Quart, settings: Settings, sessions: SessionSigner | None)
             return None
         if sessions.valid(websocket.cookies.get(COOKIE_NAME)):
             return None
-        log.warning("refused websocket without a valid token peer=%s", websocket.remote_addr)
+        refusals.warning(
+            "ws-token", "refused websocket without a valid token peer=%s", websocket.remote_addr
+        )
         return unauthorized()

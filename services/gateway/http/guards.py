@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from common.settings import Settings
 from services.gateway.http.errors import error_response, http_error_response
+from services.gateway.http.refusals import RefusalLog
 
 log = logging.getLogger("gateway.guards")
 
@@ -97,12 +98,13 @@ def install_guards(app: Quart, settings: Settings) -> None:
     # redirect to another route instead.
     app.url_map.merge_slashes = False
     hosts = HostAllowList(settings.gateway_hosts)
+    refusals = RefusalLog(log)
     log.info("answering hosts=%s", ",".join(settings.gateway_hosts))
 
     def refused_host(host: str | None) -> Response | None:
         if hosts.allows(host):
             return None
-        log.warning("refused request for host=%r", (host or "")[:200])
+        refusals.warning("host", "refused request for host=%r", (host or "")[:200])
         return error_response(
             421,
             "HOST_NOT_ALLOWED",
@@ -130,7 +132,8 @@ def install_guards(app: Quart, settings: Settings) -> None:
             else request.headers.get("Sec-Fetch-Site") == "cross-site"
         )
         if cross_site:
-            log.warning(
+            refusals.warning(
+                "cross-site",
                 "refused cross-site request method=%s path=%r origin=%r",
                 request.method,
                 request.path[:200],

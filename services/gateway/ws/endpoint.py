@@ -19,12 +19,14 @@ from services.gateway.http.auth import offered_protocols, selected_protocol
 from services.gateway.http.errors import error_response
 from services.gateway.http.guards import origin_allowed
 from services.gateway.http.rate_limit import TokenBucket
+from services.gateway.http.refusals import RefusalLog
 from services.gateway.runtime import runtime
 from services.gateway.ws.hub import VolumeListShape, WsClient, envelope
 
 log = logging.getLogger("gateway.ws")
 
 blueprint = Blueprint("ws", __name__)
+_refusals = RefusalLog(log)
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
@@ -167,7 +169,7 @@ async def _serve(shape: VolumeListShape) -> Response | None:
         websocket.headers.get("Host"),
         state.settings.allowed_origins,
     ):
-        log.warning("ws refused origin=%r", websocket.headers.get("Origin"))
+        _refusals.warning("origin", "ws refused origin=%r", websocket.headers.get("Origin"))
         return error_response(403, "ORIGIN_NOT_ALLOWED", "WebSocket origin not allowed")
     resume_after = _resume_after(websocket.args.get("resume_after"))
     if resume_after is None:
