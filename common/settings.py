@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("VV_ALLOWED_HOSTS")
     )
+    listen_backlog: int = Field(4096, ge=16, le=65535, validation_alias=_env("VV_LISTEN_BACKLOG"))
     ws_idle_timeout_seconds: float = Field(90.0, gt=0, validation_alias=_env("VV_WS_IDLE_TIMEOUT"))
     ws_max_message_bytes: int = Field(4096, gt=0, validation_alias=_env("VV_WS_MAX_MESSAGE_BYTES"))
     ws_max_frame_bytes: int = Field(65536, gt=0, validation_alias=_env("VV_WS_MAX_FRAME_BYTES"))

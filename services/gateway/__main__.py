@@ -31,9 +31,12 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def hypercorn_config(host: str, port: int, max_frame_bytes: int) -> Config:
+def hypercorn_config(host: str, port: int, max_frame_bytes: int, backlog: int) -> Config:
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    # Hypercorn's default of 100 let a burst of 1,000 connections overflow the kernel's
+    # queue (connections reset); the kernel caps it at net.core.somaxconn anyway.
+    config.backlog = backlog
     config.websocket_max_message_size = max_frame_bytes  # larger frames close with 1009
     config.graceful_timeout = 3.0
     config.accesslog = None
@@ -70,7 +73,9 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    config = hypercorn_config(settings.host, settings.port, settings.ws_max_frame_bytes)
+    config = hypercorn_config(
+        settings.host, settings.port, settings.ws_max_frame_bytes, settings.listen_backlog
+    )
     await serve(app, config, shutdown_trigger=stop.wait)
     log.info("exited")
 
