@@ -37,13 +37,18 @@ async def health_checks(state: GatewayRuntime) -> dict[str, dict[str, Any]]:
             None if watcher_age is None else round(watcher_age, 3),
         ),
         "scanners": _check(alive > 0, f"{alive} workers alive, {busy} busy"),
-        "database": _check(database_ok, _database_message(state, database_ok)),
+        "database": _check(
+            database_ok and state.store.write_problem is None,
+            _database_message(state, database_ok),
+        ),
     }
 
 
 def _database_message(state: GatewayRuntime, ok: bool) -> str:
     if not ok:
         return "cannot query the store"
+    if state.store.write_problem is not None:
+        return f"readable, but writes fail: {state.store.write_problem}"
     if state.store.moved_aside is not None:
         return (
             "writable; the database found at start was unreadable and was moved to "
@@ -56,9 +61,10 @@ def _database_message(state: GatewayRuntime, ok: bool) -> str:
 @validate_response(HealthOut, 200)
 @validate_response(HealthOut, 503)
 async def health() -> tuple[dict[str, Any], int]:
-    checks = await health_checks(runtime())
-    if checks["database"]["status"] != "ok":
-        status = "unhealthy"
+    state = runtime()
+    checks = await health_checks(state)
+    if checks["database"]["status"] != "ok" and state.store.write_problem is None:
+        status = "unhealthy"  # not even readable
     elif all(check["status"] == "ok" for check in checks.values()):
         status = "healthy"
     else:

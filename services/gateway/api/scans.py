@@ -106,7 +106,7 @@ async def scan_and_wait(volume_id: str, method: ScanMethod) -> tuple[dict[str, A
 
 
 # Errors of a route that may scan: bad id, unknown volume, rate limit, and the scan's own.
-SCAN_ERRORS = (400, 403, 404, 422, 429, 500, 502, 503, 504)
+SCAN_ERRORS = (400, 403, 404, 422, 429, 500, 502, 503, 504, 507)
 
 
 @blueprint.get("/volumes/<volume_id>/size")

@@ -13,6 +13,8 @@ from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import WebsocketMismatch
 
+from services.gateway.storage.store import StorageFull
+
 log = logging.getLogger("gateway.errors")
 
 _HTTP_CODES = {
@@ -139,6 +141,11 @@ def install_error_handlers(app: Quart) -> None:
         first = details["errors"][0] if details["errors"] else {"loc": [], "msg": "invalid"}
         where = ".".join(first["loc"]) or "request"
         return error_response(400, "INVALID_REQUEST", f"invalid {where}: {first['msg']}", details)
+
+    @app.errorhandler(StorageFull)
+    async def _storage_full(error: StorageFull) -> Response:
+        # 507: the request was fine, and will be once the disk has room again.
+        return error_response(507, "STORAGE_FULL", str(error))
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:

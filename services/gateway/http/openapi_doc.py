@@ -39,6 +39,7 @@ COMMON_ERRORS: dict[int, str] = {
 WRITE_ERRORS: dict[int, str] = {
     403: "ORIGIN_NOT_ALLOWED: a write from another web origin",
     415: "UNSUPPORTED_MEDIA_TYPE: a request body that is not application/json",
+    507: "STORAGE_FULL: the database cannot be written (disk full or read-only); reads work",
 }
 WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
 
@@ -59,6 +60,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
 }
 # A write's 403 is the origin guard's unless the route says otherwise (SCAN_PERMISSION_ERROR).
 ERROR_DESCRIPTIONS.setdefault(415, WRITE_ERRORS[415])
+ERROR_DESCRIPTIONS.setdefault(507, WRITE_ERRORS[507])
 
 SECURITY_SCHEMES: dict[
     str,

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from common.tasks import start_essential
 from services.gateway.http.errors import ApiError, volume_not_found
 from services.gateway.readmodel.catalog import VolumeCatalog, result_json, rfc3339
 from services.gateway.scans.broker import ScanBroker
-from services.gateway.storage.store import JobRow, Store
+from services.gateway.storage.store import JobRow, StorageFull, Store
 from services.gateway.ws.hub import WsHub, envelope
 
 log = logging.getLogger("gateway.scans")
@@ -158,7 +158,11 @@ class ScanCoordinator:
             result=None,
         )
         job = self._track(row)
-        await self.store.insert_job(row)
+        try:
+            await self.store.insert_job(row)
+        except StorageFull:
+            self._untrack(row)  # nothing stored, nothing queued: the caller is told
+            raise
         self.queue.append(row.scan_id)
         log.info("queued scan_id=%s volume_id=%s method=%s", row.scan_id, volume_id, method)
         self.dispatch()
@@ -169,6 +173,19 @@ class ScanCoordinator:
         self.jobs[row.scan_id] = job
         self.active_by_volume[row.volume_id] = row.scan_id
         return job
+
+    def _untrack(self, row: JobRow) -> None:
+        self.jobs.pop(row.scan_id, None)
+        if self.active_by_volume.get(row.volume_id) == row.scan_id:
+            del self.active_by_volume[row.volume_id]
+
+    async def _store_step(self, step: Awaitable[bool], scan_id: str) -> None:
+        """A status change the store may not take now (disk full): the job goes on in
+        memory, and the row catches up with its next change or the outcome."""
+        try:
+            await step
+        except StorageFull:
+            log.warning("job state not stored (database not writable) scan_id=%s", scan_id)
 
     async def wait(self, job: Job, timeout_seconds: float) -> bool:
         try:
@@ -230,7 +247,10 @@ class ScanCoordinator:
                         volumes_dir=self.catalog.engine_volumes_dir,
                     ),
                 )
-                await self.store.mark_running(job.row.scan_id, job.row.started_at, job.row.attempts)
+                await self._store_step(
+                    self.store.mark_running(job.row.scan_id, job.row.started_at, job.row.attempts),
+                    job.row.scan_id,
+                )
 
     # --- broker events ------------------------------------------------------------------
 
@@ -257,15 +277,17 @@ class ScanCoordinator:
             supersedes=f"progress:{message.scan_id}",  # a newer sample replaces a waiting one
         )
 
-    async def finished(self, message: ScanFinished) -> None:
+    async def finished(self, message: ScanFinished) -> bool:
+        """Take a worker's outcome; False when it could not be stored (the worker keeps
+        sending it until it is acknowledged, so nothing measured is lost)."""
         job = self.jobs.get(message.scan_id)
         if job is None:
             log.info("outcome of an ended scan acknowledged scan_id=%s", message.scan_id)
-            return
+            return True
         failure = message.failure
         if message.result is None and failure is None:
             failure = ScanFailure(code="SCAN_FAILED", message="worker sent no outcome")
-        await self._finish(job, message.result, failure, message.tree)
+        return await self._finish(job, message.result, failure, message.tree)
 
     def job_lost(self, scan_id: str, worker_id: str | None, worker_died: bool) -> None:
         job = self.jobs.get(scan_id)
@@ -293,7 +315,7 @@ class ScanCoordinator:
         log.warning(
             "requeued scan_id=%s attempts=%d worker_died=%s", scan_id, job.row.attempts, worker_died
         )
-        self._spawn(self.store.mark_queued(scan_id, job.row.attempts))
+        self._spawn(self._store_step(self.store.mark_queued(scan_id, job.row.attempts), scan_id))
         self.dispatch()
 
     def job_claimed(self, scan_id: str, worker_id: str) -> None:
@@ -314,17 +336,27 @@ class ScanCoordinator:
         result: ScanResultData | None,
         failure: ScanFailure | None,
         tree: ScanTree | None = None,
-    ) -> None:
+    ) -> bool:
+        """End the job once; False when the store could not take it (nothing changed)."""
         # One at a time, so events are committed and broadcast in event_id order.
         async with self._finish_lock:
             row = job.row
             event = terminal_event(row.scan_id, row.volume_id, result, failure)
             finished_at = utc_now()
-            event_id = await self.store.finish_job(
-                row.scan_id, finished_at, result, failure, event, tree
-            )
+            try:
+                event_id = await self.store.finish_job(
+                    row.scan_id, finished_at, result, failure, event, tree
+                )
+            except StorageFull:
+                log.warning(
+                    "outcome not stored (database not writable), kept for a resend "
+                    "scan_id=%s volume_id=%s",
+                    row.scan_id,
+                    row.volume_id,
+                )
+                return False
             if event_id is None:
-                return  # already ended: never announce twice
+                return True  # already ended: never announce twice
             row.status = "completed" if result is not None else "failed"
             row.finished_at, row.result, row.failure = finished_at, result, failure
             self.jobs.pop(row.scan_id, None)
@@ -345,9 +377,11 @@ class ScanCoordinator:
                 event_id,
                 failure.code if failure else "-",
             )
+            return True
 
     async def fail_now(self, job: Job, code: ScanErrorCode, message: str) -> None:
-        await self._finish(job, None, ScanFailure(code=code, message=message))
+        if not await self._finish(job, None, ScanFailure(code=code, message=message)):
+            raise StorageFull("the failure could not be stored")
 
     # --- restart ----------------------------------------------------------------------
 

@@ -72,26 +72,51 @@ class StoreUnavailable(RuntimeError):
     a newer schema): the gateway must not start."""
 
 
+class StorageFull(RuntimeError):
+    """A write failed because the disk is full or read-only (or failing): nothing was
+    stored. Reads still work; writes are tried again by whoever needs them."""
+
+
+# SQLite's result codes for "the file system will not take it" (sqlite3.h).
+_NO_ROOM_CODES = frozenset({13, 8, 10})  # SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
         # Set when a corrupt or unreadable database was moved aside at start (for health).
         self.moved_aside: Path | None = None
+        # Why the last write failed, until one succeeds again (for health).
+        self.write_problem: str | None = None
         # One connection serves every coroutine: a transaction must not take in (or have
         # rolled back) another's statements, so writers go one at a time.
         self._write_lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: committed on success, rolled back on error."""
+        """One write transaction: committed on success, rolled back on error; a disk that
+        takes nothing more is StorageFull."""
         async with self._write_lock:
             try:
                 yield self.db
+                await self.db.commit()
+            except sqlite3.Error as error:
+                with contextlib.suppress(sqlite3.Error):
+                    await self.db.rollback()
+                if getattr(error, "sqlite_errorcode", None) not in _NO_ROOM_CODES:
+                    raise
+                if self.write_problem is None:
+                    log.error("database write failed path=%s error=%s", self.path, error)
+                self.write_problem = str(error)
+                raise StorageFull(f"the database cannot be written: {error}") from None
             except BaseException:
-                await self.db.rollback()
+                with contextlib.suppress(sqlite3.Error):
+                    await self.db.rollback()
                 raise
-            await self.db.commit()
+            if self.write_problem is not None:
+                log.info("database writable again path=%s", self.path)
+                self.write_problem = None
 
     @property
     def is_open(self) -> bool:
