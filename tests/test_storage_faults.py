@@ -88,6 +88,7 @@ def test_a_corrupt_database_is_moved_aside_and_a_new_one_serves(stack: Stack) ->
         assert check["status"] == "ok" and "moved to" in check["message"], name
         aside = sorted(stack.data_dir.glob(f"{DATABASE}.corrupt-*"))
         assert aside, name
+        assert (database.stat().st_mode & 0o777) == 0o600, name  # the new one is ours alone
         stack["gateway"].wait_for_log("database unreadable, moved aside")
         assert httpx.get(stack.base_url + "/api/v1/volumes").status_code == 200
         assert stack["gateway"].terminate() == 0, name
@@ -96,6 +97,23 @@ def test_a_corrupt_database_is_moved_aside_and_a_new_one_serves(stack: Stack) ->
         if name != "one page overwritten":  # the next case damages a good database
             _gateway(stack)
             assert stack["gateway"].terminate() == 0
+
+
+def test_a_locked_database_is_not_taken_for_a_corrupt_one(stack: Stack) -> None:
+    _gateway(stack)
+    assert stack["gateway"].terminate() == 0
+    holder = sqlite3.connect(stack.data_dir / DATABASE, timeout=0)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds it (a backup tool, say)
+    try:
+        gateway = stack.process("gateway").start()
+        assert gateway.wait(60) == 1
+        assert "cannot start: cannot open the database" in gateway.log_text()
+        assert not list(stack.data_dir.glob(f"{DATABASE}.corrupt-*"))  # left where it was
+    finally:
+        holder.rollback()
+        holder.close()
+    _gateway(stack)
 
 
 def test_a_database_that_cannot_be_had_stops_the_gateway_with_one_line(stack: Stack) -> None:

@@ -18,7 +18,7 @@ from common.settings import get_settings
 from common.tasks import exit_status
 from services.gateway.http.app import create_app
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.storage.store import StoreUnavailable
+from services.gateway.storage.files import StoreUnavailable
 from services.gateway.ws.compression import set_websocket_compression
 
 

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,13 @@ import aiosqlite
 
 from common.messages import ScanFailure, ScanMethod, ScanResultData, ScanTree
 from services.gateway.storage import trees
+from services.gateway.storage.files import (
+    QuickCheckFailed,
+    StoreUnavailable,
+    is_corrupt,
+    move_aside,
+    prepare_files,
+)
 from services.gateway.storage.schema import SchemaTooNew, migrate
 from services.gateway.storage.trees import StoredTree
 
@@ -65,11 +71,6 @@ def _time(value: str | None) -> datetime | None:
 
 
 log = logging.getLogger("gateway.store")
-
-
-class StoreUnavailable(RuntimeError):
-    """The database cannot be opened at all (its path is a directory, not writable, or holds
-    a newer schema): the gateway must not start."""
 
 
 class StorageFull(RuntimeError):
@@ -131,28 +132,26 @@ class Store:
     async def open(self) -> None:
         """Open (creating, upgrading or, when corrupt, replacing) the database; raises
         StoreUnavailable when no database can be had at that path."""
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # Owner only. SQLite gives its journal, WAL and shared-memory files the database
-            # file's mode, so creating that 0600 (and narrowing one an older version made
-            # 0644) covers them all.
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            for existing in self._files():
-                existing.chmod(0o600)
-        except OSError as error:
-            raise StoreUnavailable(f"cannot open the database {self.path}: {error}") from None
+        prepare_files(self.path)
         try:
             self._db = await self._connect()
-        except sqlite3.DatabaseError as error:  # corrupt, or not a database at all
+        except sqlite3.DatabaseError as error:
             await self.close()
-            self.moved_aside = self._move_aside()
+            if not is_corrupt(error):  # locked, full, read-only, failing: not ours to move
+                raise StoreUnavailable(f"cannot open the database {self.path}: {error}") from None
+            self.moved_aside = move_aside(self.path)
             log.error(
                 "database unreadable, moved aside path=%s moved_to=%s error=%s",
                 self.path,
                 self.moved_aside,
                 error,
             )
-            self._db = await self._connect()
+            prepare_files(self.path)  # the new file is owner-only too
+            try:
+                self._db = await self._connect()
+            except sqlite3.Error as again:
+                await self.close()
+                raise StoreUnavailable(f"cannot create a new database: {again}") from None
         except SchemaTooNew as error:
             await self.close()
             raise StoreUnavailable(str(error)) from None
@@ -165,22 +164,9 @@ class Store:
         async with db.execute("PRAGMA quick_check") as cursor:
             verdict = [row[0] for row in await cursor.fetchall()]
         if verdict != ["ok"]:
-            raise sqlite3.DatabaseError(f"quick_check: {'; '.join(verdict[:3])}")
+            raise QuickCheckFailed(f"quick_check: {'; '.join(verdict[:3])}")
         await migrate(db)
         return db
-
-    def _files(self) -> list[Path]:
-        names = ("", "-wal", "-shm", "-journal")
-        candidates = [self.path.with_name(self.path.name + suffix) for suffix in names]
-        return [path for path in candidates if path.exists()]
-
-    def _move_aside(self) -> Path:
-        """`<name>.corrupt-<UTC time>` (its WAL and shared memory beside it)."""
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        for existing in self._files():
-            existing.rename(target.with_name(target.name + existing.name[len(self.path.name) :]))
-        return target
 
     async def close(self) -> None:
         if self._db is not None:
