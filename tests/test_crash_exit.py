@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import sys
 
+import httpx
 import pytest
 
 from common.tasks import EXIT_CRASHED
+from tests.support.api import start_services, volume_with_file
+from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 
 # A real service's own main, with one of its loops made to fail, as a bug would.
@@ -47,7 +50,12 @@ def test_a_crashed_loop_stops_the_service_with_a_failure_status(
     assert f"background task crashed task={task} error=RuntimeError: forced failure" in log
 
 
-def test_a_stop_is_still_a_stop(stack: Stack) -> None:
-    stack.start("watcher")
-    stack["watcher"].wait_for_log("started epoch=")
-    assert stack["watcher"].terminate() == 0
+def test_a_stop_is_still_a_stop(engine: PrivateEngine, stack: Stack) -> None:
+    start_services(stack, VV_SCAN_INTERVAL=0)
+    volume_with_file(engine, stack, "vv-stop", b"s" * 100)
+    accepted = httpx.post(
+        f"{stack.base_url}/api/v1/volumes/vv-stop/size/refresh", json={"async": True}
+    )
+    assert accepted.status_code == 202  # a scan's steps under way as the stop comes
+    for name in ("gateway", "scanner", "watcher"):
+        assert stack[name].terminate() == 0, name

@@ -116,7 +116,7 @@ def test_paths_and_errors(engine: PrivateEngine, services: Stack) -> None:
     assert _tree(services, "vv-tree-errors").status_code == 409
     _scan(services, "vv-tree-errors")
     assert _tree(services, "vv-tree-errors").status_code == 200
-    for bad in ("d", "", "/d/../d", "/..", "/./d", "/d\x00"):
+    for bad in ("d", "", "/d/../d", "/..", "/./d", "/d\x00", "/%2E%2E", "/d/%2e", "/%00"):
         response = _tree(services, "vv-tree-errors", path=bad)
         assert response.status_code == 400, bad
         assert response.json()["code"] == "INVALID_REQUEST"

@@ -211,6 +211,12 @@ def test_sessions_and_preflights_with_a_token(stack: Stack) -> None:
             stack.ws_url, additional_headers={"Cookie": f"volumeviz_session={session}"}
         ) as ws:
             assert '"volume_update"' in str(ws.recv(timeout=10))
+        for odd in ("v1.9.x.é", "v1.٣.x.y", "\u00e9" * 10):  # never a 500, whatever arrives
+            odd_get = httpx.get(
+                base + "/api/v1/volumes",
+                headers={"Cookie": f"volumeviz_session={odd}".encode()},
+            )
+            _assert_error(odd_get, 401, "UNAUTHORIZED")
         forged = session[:-1] + ("0" if session[-1] != "0" else "1")
         forged_get = httpx.get(base + "/api/v1/volumes", cookies={"volumeviz_session": forged})
         _assert_error(forged_get, 401, "UNAUTHORIZED")

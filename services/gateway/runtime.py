@@ -93,6 +93,7 @@ class GatewayRuntime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.scans.close()
         self.state.close()
         self.broker.close()
         await self.store.close()

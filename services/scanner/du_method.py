@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from services.scanner.mounts import filesystem_type
 log = logging.getLogger(__name__)
 
 DU = "du"
+_COMPLAINT = re.compile(r"^(?:\S*/)?du: (?:cannot|can't) ")
 POLL_SECONDS = 0.05
 
 
@@ -109,9 +111,8 @@ def du_scan(
     if not first.isdigit():
         raise _failure(target, err, process.returncode)
     # du exits 1 but still prints the total when some entries could not be read; it names
-    # itself as it was run (`/usr/bin/du: cannot ...`).
-    prefix = f"{executable}: cannot "
-    skipped = sum(1 for line in err.splitlines() if line.startswith(prefix))
+    # itself as it was run (`/usr/bin/du: cannot ...`; busybox and uutils say `du: can't`).
+    skipped = sum(1 for line in err.splitlines() if _COMPLAINT.match(line))
     return DuOutcome(
         disk_usage=int(first),
         skipped=skipped,

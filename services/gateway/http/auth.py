@@ -39,7 +39,8 @@ CHALLENGE = 'Bearer realm="volumeviz"'
 def token_matches(offered: str | None, expected: str) -> bool:
     if offered is None:
         return False
-    return hmac.compare_digest(offered.encode(), expected.encode())
+    # bytes: compare_digest refuses non-ASCII text, and a client may send any
+    return hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -38,11 +38,13 @@ class SessionSigner:
 
     def _parse(self, value: str | None, now: float) -> tuple[str, float] | None:
         """(nonce, expiry) of a genuine, unexpired cookie."""
-        parts = (value or "").split(".")
+        if not value or not value.isascii():  # anything a client sent: never raise on it
+            return None
+        parts = value.split(".")
         if len(parts) != 4 or parts[0] != _VERSION or not parts[1].isdigit():
             return None
         payload = ".".join(parts[:3])
-        if not hmac.compare_digest(parts[3], self._mac(payload)):
+        if not hmac.compare_digest(parts[3].encode(), self._mac(payload).encode()):
             return None
         expires = float(parts[1])
         return (parts[2], expires) if expires > now else None

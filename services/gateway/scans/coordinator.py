@@ -128,6 +128,12 @@ class ScanCoordinator:
         self.finish_listeners: list[Callable[[JobRow], None]] = []  # after each terminal commit
         broker.listener = self
 
+    async def close(self) -> None:
+        """Stop the steps still running (before the store closes under them)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
     def _spawn(self, coroutine: Any) -> None:
         task = start_essential(coroutine, "scan-step", runs_forever=False)
         self._background.add(task)
@@ -356,7 +362,11 @@ class ScanCoordinator:
                 )
                 return False
             if event_id is None:
-                return True  # already ended: never announce twice
+                # It had ended already (in the store): never announce twice, and let go of
+                # it here too, so no request joins it and no waiter waits for it.
+                self._untrack(row)
+                job.done.set()
+                return True
             row.status = "completed" if result is not None else "failed"
             row.finished_at, row.result, row.failure = finished_at, result, failure
             self.jobs.pop(row.scan_id, None)

@@ -30,15 +30,16 @@ def canonical_path(text: str) -> str:
         raise InvalidTreePath("path must start at the volume's root, '/'")
     if "\x00" in text:
         raise InvalidTreePath("path must not contain a NUL byte")
-    parts = [part for part in text.split("/") if part]
-    if any(part in (".", "..") for part in parts):
-        raise InvalidTreePath("path must not contain '.' or '..'")
     try:
-        names = [escape_name(unescape_path(part)) for part in parts]
+        raw = [unescape_path(part) for part in text.split("/") if part]
     except UnicodeEncodeError:
         raise InvalidTreePath("path is not valid text") from None
-    if any("/" in name or "\x00" in name for name in names):
+    # Checked once unescaped, so "%2E%2E" is '..' too.
+    if any(part in (b".", b"..") for part in raw):
+        raise InvalidTreePath("path must not contain '.' or '..'")
+    if any(b"/" in part or b"\x00" in part for part in raw):
         raise InvalidTreePath("an escaped '/' or NUL byte cannot be part of a name")
+    names = [escape_name(part) for part in raw]
     return "/" + "/".join(names)
 
 

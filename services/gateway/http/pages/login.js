@@ -3,9 +3,11 @@
 const SESSION_URL = "/api/v1/session";
 
 function nextPage() {
-  // Only a path on this origin: never "//elsewhere" or "https://elsewhere".
+  // Only a page of this origin: the browser's own URL parser decides ("/\t/elsewhere" and
+  // "//elsewhere" name another site), never a string check.
   const next = new URLSearchParams(window.location.search).get("next") || "/";
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
+  const target = new URL(next, window.location.origin);
+  return target.origin === window.location.origin ? target.pathname + target.search + target.hash : "/";
 }
 
 function say(text, isError = false) {
