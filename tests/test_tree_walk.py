@@ -160,6 +160,7 @@ def deep(tmp_path: Path) -> Iterator[Path]:
         os.close(fd)
     yield root
     # shutil.rmtree (pytest's clean-up too) recurses and gives up at this depth; rm does not.
+    # (Also used below with more in it.)
     subprocess.run(["rm", "-rf", "--", str(root)], check=True)
 
 
@@ -191,3 +192,32 @@ def test_the_c_tree_costs_at_most_64_bytes_per_directory(tmp_path: Path) -> None
     during /= directories
     print(f"tree memory: {during:.1f} bytes per directory while walking ({directories} dirs)")
     assert 30 <= during <= 64  # at least the 40-byte records: the tree was really kept
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_long_paths_and_control_character_names_stay_under_the_bound(
+    deep: Path, implementation: str
+) -> None:
+    fd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(3_000):  # by descriptor: the path is longer than PATH_MAX
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    try:
+        for index in range(100):  # the largest files, all 3,000 levels down
+            big = os.open(f"big-{index:03d}", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+            os.ftruncate(big, 1_000_000 + index)
+            os.close(big)
+    finally:
+        os.close(fd)
+    for index in range(300):  # directories whose names escape six times over
+        name = bytes([1 + index % 30]) * 200 + b"%d" % index
+        os.mkdir(os.fsencode(deep) + b"/" + name)
+    options = TreeOptions(min_share=0.0)
+    outcome = walk_volume(str(deep), implementation=implementation, tree=options)
+    assert outcome.tree is not None
+    tree = scan_tree(outcome.tree, options)
+    assert len(tree.model_dump_json()) < 1_000_000
+    assert 0 < len(tree.largest_files) < 100  # as many as the budget allows, largest first
+    assert tree.largest_files[0].size == 1_000_099
+    assert_levels_add_up(tree)

@@ -214,7 +214,7 @@ def test_sessions_and_preflights_with_a_token(stack: Stack) -> None:
         for odd in ("v1.9.x.é", "v1.٣.x.y", "\u00e9" * 10):  # never a 500, whatever arrives
             odd_get = httpx.get(
                 base + "/api/v1/volumes",
-                headers={"Cookie": f"volumeviz_session={odd}".encode()},
+                headers={b"Cookie": f"volumeviz_session={odd}".encode()},
             )
             _assert_error(odd_get, 401, "UNAUTHORIZED")
         forged = session[:-1] + ("0" if session[-1] != "0" else "1")
@@ -224,6 +224,16 @@ def test_sessions_and_preflights_with_a_token(stack: Stack) -> None:
         # The browser dropped it; a copy kept elsewhere is refused too.
         replayed = httpx.get(base + "/api/v1/volumes", cookies={"volumeviz_session": session})
         _assert_error(replayed, 401, "UNAUTHORIZED")
+        kept = browser_like.post("/api/v1/session", json={"token": TOKEN}).cookies
+        assert kept.get("volumeviz_session")  # a second session, not logged out
+    stack["gateway"].restart()  # the logout survives it; the other session does too
+    stack.wait_http_ready()
+    after = httpx.get(base + "/api/v1/volumes", cookies={"volumeviz_session": session})
+    _assert_error(after, 401, "UNAUTHORIZED")
+    still = httpx.get(
+        base + "/api/v1/volumes", cookies={"volumeviz_session": kept["volumeviz_session"]}
+    )
+    assert still.status_code == 200
     https = httpx.post(
         base + "/api/v1/session", json={"token": TOKEN}, headers={"X-Forwarded-Proto": "https"}
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 
 import zmq.asyncio
@@ -18,6 +19,7 @@ from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.history.points import History
 from services.gateway.http.rate_limit import ClientRateLimiter
+from services.gateway.http.session import SessionSigner
 from services.gateway.metrics.collector import GatewayMetrics
 from services.gateway.readmodel.catalog import VolumeCatalog
 from services.gateway.readmodel.listing import ListingCache
@@ -58,6 +60,11 @@ class GatewayRuntime:
         )
         self.history = History(self.store, settings.history_days)
         self.trees = Trees(self.store)
+        self.sessions = (
+            SessionSigner(settings.api_token.get_secret_value(), settings.session_ttl_seconds)
+            if settings.api_token is not None
+            else None
+        )
         self.scheduler = ScanScheduler(settings, self.catalog, self.scans, self.broker)
         self.metrics = GatewayMetrics(self)
         self.scans.finish_listeners.append(self.metrics.scan_finished)
@@ -70,6 +77,8 @@ class GatewayRuntime:
         self.catalog.load_results(await self.store.latest_results())
         await self.scans.restore()
         self.hub.last_event_id = await self.store.last_event_id()
+        if self.sessions is not None:
+            self.sessions.restore(await self.store.revoked_sessions(time.time()))
         self._tasks = [
             *self.state.start(),
             *self.broker.start(),
@@ -88,6 +97,9 @@ class GatewayRuntime:
             await self.store.count_results(),
             self.settings.scan_interval_seconds,
         )
+
+    async def keep_revoked_session(self, nonce: str, expires_at: float) -> None:
+        await self.store.revoke_session(nonce, expires_at, time.time())
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -272,13 +272,15 @@ static int reopen_parent(int child_fd, int flags, dev_t dev, uint64_t ino) {
 
 static PyObject *walk(PyObject *module, PyObject *args) {
     (void)module;
-    int root_fd, flags;
+    int root_fd = -1, flags = 0; /* -1: not parsed, so nothing of the caller's is closed */
     unsigned long long dev_arg, root_ino, disk0;
     PyObject *on_tick, *counters, *tree_options;
     Py_ssize_t tick_every, max_open_dirs;
     if (!PyArg_ParseTuple(args, "iiKKKOOnnO", &root_fd, &flags, &dev_arg, &root_ino, &disk0,
                           &on_tick, &counters, &tick_every, &max_open_dirs, &tree_options)) {
-        close(root_fd); /* ours from the call on, whatever happens */
+        if (root_fd >= 0) {
+            close(root_fd); /* ours from the call on, whatever happens */
+        }
         return NULL;
     }
     if (tick_every < 1 || max_open_dirs < 1) {

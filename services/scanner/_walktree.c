@@ -1,7 +1,7 @@
 /*
  * The directory tree of a native walk: records while walking, pruning afterwards.
  * tree.py states the rules and holds the pure-Python twin of every function here;
- * tests/test_tree.py compares the two on the same trees.
+ * tests/test_tree_walk.py compares the two on the same trees.
  */
 #include "_walktree.h"
 
@@ -53,7 +53,7 @@ int64_t tree_add_dir(Tree *tree, uint32_t parent, const char *name, uint64_t dis
     if (length > TREE_MAX_NAME) {
         length = TREE_MAX_NAME; /* Linux names are at most 255 bytes; never more here */
     }
-    if (tree->count >= TREE_NO_PARENT ||
+    if (tree->count >= TREE_NO_PARENT || tree->names_len + length + 1 > UINT32_MAX ||
         grow_to((void **)&tree->records, &tree->capacity, tree->count + 1, sizeof(DirRecord)) <
             0 ||
         grow_to((void **)&tree->names, &tree->names_cap, tree->names_len + length + 1, 1) < 0) {
@@ -183,10 +183,30 @@ static int keep_order(const void *left, const void *right) {
     return a < b ? -1 : (a > b ? 1 : 0);
 }
 
-/* What one kept node costs in the stored document, at most (names may triple when
- * escaped, tree.py's escape_name). */
+/* What a name costs in the stored JSON at most: a byte can become "\u00XX" (control
+ * characters) or "%XX" (tree.py's NAME_BYTE_COST); the figures and keys of a node add
+ * NODE_COST, those of a largest file FILE_COST. */
+#define NAME_BYTE_COST 6
+#define NODE_COST 320
+#define FILE_COST 100
+
 static size_t node_cost(const Tree *tree, uint32_t index) {
-    return 3 * (size_t)tree->names[tree->records[index].name_at] + 200;
+    return NAME_BYTE_COST * (size_t)tree->names[tree->records[index].name_at] + NODE_COST;
+}
+
+static size_t file_path_length(const Tree *tree, const TopFile *file) {
+    size_t length = 1 + file->length;
+    for (uint32_t at = file->dir; tree->records[at].parent != TREE_NO_PARENT;
+         at = tree->records[at].parent) {
+        length += 1 + tree->names[tree->records[at].name_at];
+    }
+    return length;
+}
+
+/* Best first: the order tree_offer_file ranks candidates in. */
+static int top_best_first(const void *left, const void *right) {
+    const TopFile *a = left, *b = right;
+    return top_less(b, a) ? -1 : (top_less(a, b) ? 1 : 0);
 }
 
 static PyObject *name_bytes(const Tree *tree, uint32_t index) {
@@ -196,11 +216,7 @@ static PyObject *name_bytes(const Tree *tree, uint32_t index) {
 
 /* The path of a file below the root: "/a/b/name", as bytes. */
 static PyObject *file_path(const Tree *tree, const TopFile *file) {
-    size_t length = 1 + file->length;
-    for (uint32_t at = file->dir; tree->records[at].parent != TREE_NO_PARENT;
-         at = tree->records[at].parent) {
-        length += 1 + tree->names[tree->records[at].name_at];
-    }
+    const size_t length = file_path_length(tree, file);
     PyObject *path = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
     if (path == NULL) {
         return NULL;
@@ -239,7 +255,19 @@ PyObject *tree_result(Tree *tree) {
     }
     sort_records = tree->records;
     qsort(order, candidates, sizeof(uint32_t), keep_order);
-    size_t kept = 0, spent = 0;
+    /* The largest files first, best first, with at most half the budget (their paths can
+     * be long: 10,000 levels deep); the nodes take the rest. */
+    qsort(tree->top, tree->ntop, sizeof(TopFile), top_best_first);
+    size_t files_kept = 0, spent = 0;
+    while (files_kept < tree->ntop) {
+        size_t cost = NAME_BYTE_COST * file_path_length(tree, &tree->top[files_kept]) + FILE_COST;
+        if (spent + cost > tree->budget_bytes / 2) {
+            break;
+        }
+        spent += cost;
+        files_kept++;
+    }
+    size_t kept = 0;
     while (kept < candidates) {
         size_t cost = node_cost(tree, order[kept]);
         if (kept > 0 && spent + cost > tree->budget_bytes) {
@@ -306,11 +334,11 @@ PyObject *tree_result(Tree *tree) {
         }
         PyList_SET_ITEM(nodes, (Py_ssize_t)k, node);
     }
-    largest = PyList_New((Py_ssize_t)tree->ntop);
+    largest = PyList_New((Py_ssize_t)files_kept);
     if (largest == NULL) {
         goto out;
     }
-    for (size_t i = 0; i < tree->ntop; i++) {
+    for (size_t i = 0; i < files_kept; i++) {
         const TopFile *file = &tree->top[i];
         PyObject *path = file_path(tree, file);
         if (path == NULL) {

@@ -48,9 +48,16 @@ class TreeOptions:
         return (self.min_share, self.budget_bytes, self.top_files)
 
 
+# What a name costs in the stored JSON at most: a byte can become "\u00XX" (a control
+# character) or "%XX" (common/names.py); the figures and keys of a node add NODE_COST, those
+# of a largest file FILE_COST. The same numbers are in _walktree.c.
+NAME_BYTE_COST = 6
+NODE_COST = 320
+FILE_COST = 100
+
+
 def node_cost(name: bytes) -> int:
-    """What one node may cost in the stored document (escaping can triple a name)."""
-    return 3 * len(name) + 200
+    return NAME_BYTE_COST * len(name) + NODE_COST
 
 
 class TreeRecorder:
@@ -100,8 +107,9 @@ class TreeRecorder:
             heapq.heapreplace(self._top, key)
 
     def top_files(self) -> list[tuple[int, int, bytes, int]]:
-        """(size, dir, name, disk) of the largest files kept."""
-        return [(size, -neg_dir, name, disk) for size, neg_dir, _, name, disk in self._top]
+        """(size, dir, name, disk) of the largest files kept, best first."""
+        best_first = sorted(self._top, reverse=True)
+        return [(size, -neg_dir, name, disk) for size, neg_dir, _, name, disk in best_first]
 
 
 def prune(recorder: TreeRecorder) -> RawTree:
@@ -111,8 +119,18 @@ def prune(recorder: TreeRecorder) -> RawTree:
     threshold = recorder.options.min_share * disk[0]
     candidates = [i for i in range(count) if depth[i] <= 2 or disk[i] >= threshold]
     candidates.sort(key=lambda i: (depth[i] > 2, -disk[i], depth[i], i))
-    kept: list[int] = []
+    # The largest files first, best first, with at most half the budget (their paths can be
+    # long: 10,000 levels deep); the nodes take the rest.
+    largest: list[tuple[bytes, int, int]] = []
     spent = 0
+    for size, directory, name, file_disk in recorder.top_files():
+        path = _file_path(recorder, directory, name)
+        cost = NAME_BYTE_COST * len(path) + FILE_COST
+        if spent + cost > recorder.options.budget_bytes // 2:
+            break
+        spent += cost
+        largest.append((path, size, file_disk))
+    kept: list[int] = []
     for index in candidates:
         cost = node_cost(recorder.names[index])
         if kept and spent + cost > recorder.options.budget_bytes:
@@ -154,10 +172,6 @@ def prune(recorder: TreeRecorder) -> RawTree:
                 pruned[3],
             )
         )
-    largest = [
-        (_file_path(recorder, directory, name), size, file_disk)
-        for size, directory, name, file_disk in recorder.top_files()
-    ]
     return nodes, largest
 
 

@@ -27,7 +27,6 @@ from services.gateway.http.openapi_doc import (
 )
 from services.gateway.http.pages import pages_blueprint
 from services.gateway.http.security_headers import install_security_headers
-from services.gateway.http.session import SessionSigner
 from services.gateway.http.session_api import session_blueprint
 from services.gateway.http.static_files import install_static_files
 from services.gateway.runtime import GatewayRuntime
@@ -66,12 +65,8 @@ def create_app(settings: Settings, state: GatewayRuntime | None = None) -> Quart
         metrics.blueprint,
     ):
         app.register_blueprint(blueprint)
-    sessions = (
-        SessionSigner(settings.api_token.get_secret_value(), settings.session_ttl_seconds)
-        if settings.api_token is not None
-        else None
-    )
-    app.register_blueprint(session_blueprint(settings, sessions))
+    sessions = state.sessions
+    app.register_blueprint(session_blueprint(settings, sessions, state.keep_revoked_session))
     app.register_blueprint(pages_blueprint())
     app.register_blueprint(ui_blueprint(serve_at_root=settings.static_dir is None))
     install_error_handlers(app)

@@ -5,7 +5,8 @@ The cookie is `v1.<expires>.<nonce>.<mac>`, signed with a key derived from the A
 (HMAC-SHA256), so it survives a gateway restart, and changing the token ends every session.
 It is `HttpOnly` (no script reads it), `SameSite=Strict` (no other site's page makes the
 browser send it) and `Secure` when the request came over HTTPS. Logging out clears the
-cookie and remembers its nonce until it would have expired anyway.
+cookie and remembers its nonce until it would have expired anyway, in memory and (by the
+caller) in the database, so a restart does not bring a logged-out session back.
 """
 
 from __future__ import annotations
@@ -53,13 +54,20 @@ class SessionSigner:
         parsed = self._parse(value, time.time())
         return parsed is not None and parsed[0] not in self._revoked
 
-    def revoke(self, value: str | None) -> None:
+    def restore(self, revoked: dict[str, float]) -> None:
+        """The logouts a previous run stored (nonce -> expiry)."""
+        self._revoked.update(revoked)
+
+    def revoke(self, value: str | None) -> tuple[str, float] | None:
+        """Refuse this cookie from now on; its (nonce, expiry) for the caller to store, or
+        None when it was no valid session anyway."""
         now = time.time()
         parsed = self._parse(value, now)
         if parsed is None:
-            return
+            return None
         if len(self._revoked) >= MAX_REVOKED:
             self._revoked = {n: exp for n, exp in self._revoked.items() if exp > now}
             if len(self._revoked) >= MAX_REVOKED:  # all still live: drop the oldest
                 del self._revoked[min(self._revoked, key=self._revoked.__getitem__)]
         self._revoked[parsed[0]] = parsed[1]
+        return parsed

@@ -3,6 +3,7 @@ needed, log out. The login page uses it; it answers the same with no token confi
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,13 @@ def _is_https() -> bool:
     return request.scheme == "https" or request.headers.get("X-Forwarded-Proto") == "https"
 
 
-def session_blueprint(settings: Settings, sessions: SessionSigner | None) -> Blueprint:
+RevocationStore = Callable[[str, float], Awaitable[None]]
+
+
+def session_blueprint(
+    settings: Settings, sessions: SessionSigner | None, keep_revoked: RevocationStore
+) -> Blueprint:
+    """`keep_revoked(nonce, expires_at)` stores a logout so a restart keeps it."""
     blueprint = Blueprint("session", __name__, url_prefix="/api/v1")
     expected = settings.api_token.get_secret_value() if settings.api_token else None
     logins = ClientRateLimiter(LOGINS_PER_MINUTE / 60, LOGIN_BURST)
@@ -94,8 +101,9 @@ def session_blueprint(settings: Settings, sessions: SessionSigner | None) -> Blu
     @blueprint.delete("/session")
     @validate_response(SessionOut)
     async def log_out() -> dict[str, Any]:
-        if sessions is not None:
-            sessions.revoke(request.cookies.get(COOKIE_NAME))
+        revoked = sessions.revoke(request.cookies.get(COOKIE_NAME)) if sessions else None
+        if revoked is not None:
+            await keep_revoked(*revoked)
 
         @after_this_request
         async def _clear_cookie(response: AnyResponse) -> AnyResponse:

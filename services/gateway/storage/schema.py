@@ -66,6 +66,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX scan_trees_volume ON scan_trees (volume_id, scanned_at);
     """,
+    # 3: browser sessions logged out before they expire (http/session.py)
+    """
+    CREATE TABLE revoked_sessions (
+        nonce      TEXT PRIMARY KEY,
+        expires_at REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

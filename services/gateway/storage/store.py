@@ -287,6 +287,23 @@ class Store:
             )
             return cursor.lastrowid if cursor.rowcount == 1 else None
 
+    # --- browser sessions ---------------------------------------------------------------
+
+    async def revoked_sessions(self, now: float) -> dict[str, float]:
+        """Logged-out sessions not yet expired (nonce -> expiry, Unix seconds)."""
+        async with self.db.execute(
+            "SELECT nonce, expires_at FROM revoked_sessions WHERE expires_at > ?", (now,)
+        ) as cursor:
+            return {nonce: float(expires) for nonce, expires in await cursor.fetchall()}
+
+    async def revoke_session(self, nonce: str, expires_at: float, now: float) -> None:
+        async with self.writing() as db:
+            await db.execute("DELETE FROM revoked_sessions WHERE expires_at <= ?", (now,))
+            await db.execute(
+                "INSERT OR REPLACE INTO revoked_sessions (nonce, expires_at) VALUES (?, ?)",
+                (nonce, expires_at),
+            )
+
     async def trees(self, volume_id: str) -> list[StoredTree]:
         """The volume's kept trees, the latest first."""
         return await trees.load(self.db, volume_id)
