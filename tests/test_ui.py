@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -199,6 +200,13 @@ def test_the_detail_view_draws_the_tree_and_descends(
     assert browser.console_errors() == []
 
 
+def _recent(browser: Browser) -> list[str]:
+    return [
+        str(li.get_attribute("data-scan-id"))
+        for li in browser.driver.find_elements(By.CSS_SELECTOR, "#recent-scans li")
+    ]
+
+
 def test_a_gateway_restart_reconnects_and_shows_each_outcome_once(
     engine: PrivateEngine, stack: Stack, browser: Browser, tmp_path: Path
 ) -> None:
@@ -207,27 +215,39 @@ def test_a_gateway_restart_reconnects_and_shows_each_outcome_once(
     start_services(stack, "vv-ui-restart", VV_SCAN_INTERVAL=0)
     browser.open(stack.base_url + "/")
     browser.wait_for(lambda: _connection(browser) == "live", what="never live")
-    _row(browser, "vv-ui-restart").find_element(By.CSS_SELECTOR, "button.scan-button").click()
+
+    def scan_button() -> Any:
+        return _row(browser, "vv-ui-restart").find_element(By.CSS_SELECTOR, "button.scan-button")
+
+    scan_button().click()  # one outcome before the restart
+    first = browser.wait_for(lambda: _recent(browser), timeout=30, what="no outcome")
+    held = psutil.Process(stack["scanner"].pid).children()
+    for process in held:
+        process.suspend()  # the next scan's outcome is held by its worker...
+    browser.wait_for(lambda: scan_button().is_enabled(), what="the button stayed disabled")
+    scan_button().click()
     browser.wait_for(
-        lambda: browser.driver.find_elements(By.CSS_SELECTOR, "#recent-scans li"),
-        timeout=30,
-        what="no outcome",
+        lambda: _row(browser, "vv-ui-restart").find_elements(By.CSS_SELECTOR, "progress"),
+        what="the second scan never showed as running",
     )
-    stack["gateway"].terminate()
+    stack["gateway"].terminate()  # ...while the gateway goes away
     browser.wait_for(lambda: _connection(browser) == "reconnecting", what="no reconnecting")
     assert "reconnecting" in browser.text("connection")
     _screenshot(browser, tmp_path, "reconnecting")
+    for process in held:
+        process.resume()
     stack.start("gateway")
     stack.wait_http_ready()
     browser.wait_for(lambda: _connection(browser) == "live", timeout=60, what="never back")
+    outcomes = browser.wait_for(
+        lambda: len(_recent(browser)) == 2 and _recent(browser),
+        timeout=60,
+        what="the held scan's outcome never showed",
+    )
+    assert len(set(outcomes)) == 2 and first[0] in outcomes  # each outcome once
     browser.wait_for(lambda: "vv-ui-restart" in _rows(browser), what="the list did not return")
     size_cell = _row(browser, "vv-ui-restart").find_element(By.CSS_SELECTOR, "td.size")
     assert size_cell.get_attribute("data-bytes") == "12345"
-    outcomes = [
-        li.get_attribute("data-scan-id")
-        for li in browser.driver.find_elements(By.CSS_SELECTOR, "#recent-scans li")
-    ]
-    assert len(outcomes) == len(set(outcomes)) == 1
     # Failed connections while the gateway was down are the only console errors.
     errors = browser.console_errors()
     assert all("WebSocket" in error or "ERR_CONNECTION_REFUSED" in error for error in errors)

@@ -20,13 +20,20 @@ log = logging.getLogger("gateway.ws")
 _client_ids = itertools.count(1)
 
 
-def envelope(message_type: str, data: Any = None, volume_id: str | None = None) -> str:
+def envelope(
+    message_type: str,
+    data: Any = None,
+    volume_id: str | None = None,
+    last_event_id: int | None = None,
+) -> str:
     """The seed protocol's envelope, serialised once for every receiver."""
     body: dict[str, Any] = {"type": message_type}
     if data is not None:
         body["data"] = data
     if volume_id is not None:
         body["volume_id"] = volume_id
+    if last_event_id is not None:
+        body["last_event_id"] = last_event_id
     body["timestamp"] = rfc3339(utc_now())
     return json.dumps(body, separators=(",", ":"))
 
@@ -166,7 +173,12 @@ class WsHub:
         self.broadcast(envelope(event_type, {**data, "event_id": event_id}, volume_id=volume_id))
 
     def volume_update_message(self, shape: VolumeListShape = VolumeListShape.ARRAY) -> str:
-        return envelope("volume_update", shape.data([view.json for view in self.catalog.views()]))
+        # last_event_id: the newest scan outcome so far, for a client's resume_after later.
+        return envelope(
+            "volume_update",
+            shape.data([view.json for view in self.catalog.views()]),
+            last_event_id=self.last_event_id,
+        )
 
     def broadcast_volumes(self) -> None:
         """The current list to every client, encoded once for each shape in use."""

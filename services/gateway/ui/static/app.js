@@ -16,10 +16,15 @@ const store = {
   scans: new Map(), // volume name -> {scanId, progress, files, bytes, throttled, finished, size, error}
   volumeOfScan: new Map(), // scan id -> volume name, for the scans this page follows
   recent: [], // the outcomes this page showed, newest first: {scanId, volume, text, failed}
+  outcomes: new Map(), // scan id -> {size, error}: every outcome heard, the newest 500
 
   track(volumeId, scanId) {
     this.volumeOfScan.set(scanId, volumeId);
-    this.scans.set(volumeId, { scanId, progress: 0, files: 0, bytes: 0, throttled: false, finished: false });
+    if (this.outcomes.has(scanId)) {
+      show(scanId); // it ended before our request's answer arrived
+    } else {
+      this.scans.set(volumeId, { scanId, progress: 0, files: 0, bytes: 0, throttled: false, finished: false });
+    }
     redraw();
   },
 
@@ -71,15 +76,25 @@ function route() {
 }
 
 function outcome(type, volumeId, data) {
-  const name = store.volumeOfScan.get(data.scan_id);
-  if (name === undefined) return; // not a scan this page showed: the volume list has it
   const size = data.result ? data.result.total_size : null;
   const error = type === "scan_error" ? data.error || data.code : null;
-  store.scans.set(name, { scanId: data.scan_id, finished: true, size, error });
-  const text = error ? `${name}: ${error}` : `${name}: ${bytes(size)}`;
-  store.recent = [{ scanId: data.scan_id, volume: name, text, failed: Boolean(error) }, ...store.recent].slice(0, 10);
+  store.outcomes.set(data.scan_id, { size, error });
+  if (store.outcomes.size > 500) store.outcomes.delete(store.outcomes.keys().next().value);
+  // A scan this page follows (its button, or progress it showed) is shown as it ends;
+  // the rest are in the volume list anyway.
+  if (store.volumeOfScan.has(data.scan_id)) show(data.scan_id);
+  if (detail && detail.id === volumeId && type === "scan_complete") detail.load();
+}
+
+function show(scanId) {
+  const name = store.volumeOfScan.get(scanId);
+  const { size, error } = store.outcomes.get(scanId);
+  store.scans.set(name, { scanId, finished: true, size, error });
+  if (!store.recent.some((item) => item.scanId === scanId)) {
+    const text = error ? `${name}: ${error}` : `${name}: ${bytes(size)}`;
+    store.recent = [{ scanId, volume: name, text, failed: Boolean(error) }, ...store.recent].slice(0, 10);
+  }
   redraw();
-  if (detail && detail.id === name && type === "scan_complete") detail.load();
 }
 
 async function catchUp() {
@@ -111,7 +126,7 @@ const live = new Live({
   progress(volumeId, data) {
     const known = store.scans.get(volumeId);
     if (!known || known.scanId !== data.scan_id) store.volumeOfScan.set(data.scan_id, volumeId);
-    if (known && known.finished && known.scanId === data.scan_id) return;
+    if (store.outcomes.has(data.scan_id)) return; // a late sample of a scan that ended
     store.scans.set(volumeId, {
       scanId: data.scan_id,
       progress: data.progress,

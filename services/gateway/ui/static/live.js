@@ -16,7 +16,7 @@ export class Live {
   start() {
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
     const resume = this.lastEventId === null ? "" : `?resume_after=${this.lastEventId}`;
-    this.handlers.state(this.lastEventId === null ? "connecting" : "reconnecting");
+    this.handlers.state(this.socket === null ? "connecting" : "reconnecting");
     const socket = new WebSocket(`${scheme}://${window.location.host}/api/v1/ws${resume}`);
     this.socket = socket;
     socket.addEventListener("open", () => {
@@ -40,6 +40,10 @@ export class Live {
 
   receive(message) {
     if (message.type === "volume_update") {
+      // The newest outcome so far: a reconnect resumes after it even if none was seen.
+      if (typeof message.last_event_id === "number") {
+        this.lastEventId = Math.max(this.lastEventId ?? 0, message.last_event_id);
+      }
       this.handlers.volumes(message.data);
     } else if (message.type === "scan_progress") {
       this.handlers.progress(message.volume_id, message.data);
