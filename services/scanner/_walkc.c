@@ -143,25 +143,6 @@ static void inoset_discard(InoSet *set, uint64_t key) {
     set->used--;
 }
 
-/* --- growable arrays ---------------------------------------------------------------- */
-
-static int grow(void **array, size_t *capacity, size_t needed, size_t item) {
-    if (needed <= *capacity) {
-        return 0;
-    }
-    size_t next = *capacity ? *capacity : 64;
-    while (next < needed) {
-        next *= 2;
-    }
-    void *bigger = realloc(*array, next * item);
-    if (bigger == NULL) {
-        return -1;
-    }
-    *array = bigger;
-    *capacity = next;
-    return 0;
-}
-
 typedef struct {
     uint64_t ino;
     size_t name_at; /* offset of the NUL-terminated name in the name arena */
@@ -372,9 +353,9 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                         record = (uint32_t)added;
                     }
                     size_t length = strlen(name) + 1;
-                    if (grow((void **)&w.pending, &w.pending_cap, w.npending + 1,
+                    if (grow_array((void **)&w.pending, &w.pending_cap, w.npending + 1,
                              sizeof(Pending)) < 0 ||
-                        grow((void **)&w.names, &w.names_cap, w.names_len + length, 1) < 0) {
+                        grow_array((void **)&w.names, &w.names_cap, w.names_len + length, 1) < 0) {
                         goto out_of_memory;
                     }
                     memcpy(w.names + w.names_len, name, length);
@@ -416,7 +397,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
         }
 
         /* Push the listed directory as a frame; evict the oldest open one past the limit. */
-        if (grow((void **)&w.stack, &w.frames_cap, w.frames + 1, sizeof(Frame)) < 0 ||
+        if (grow_array((void **)&w.stack, &w.frames_cap, w.frames + 1, sizeof(Frame)) < 0 ||
             inoset_add(&w.ancestors, cur_ino) < 0) {
             goto out_of_memory;
         }

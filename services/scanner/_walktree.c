@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int grow_to(void **array, size_t *capacity, size_t needed, size_t item) {
+int grow_array(void **array, size_t *capacity, size_t needed, size_t item) {
     if (needed <= *capacity) {
         return 0;
     }
-    size_t next = *capacity ? *capacity : 1024;
+    size_t next = *capacity ? *capacity : 64;
     while (next < needed) {
         next *= 2;
     }
@@ -54,9 +54,9 @@ int64_t tree_add_dir(Tree *tree, uint32_t parent, const char *name, uint64_t dis
         length = TREE_MAX_NAME; /* Linux names are at most 255 bytes; never more here */
     }
     if (tree->count >= TREE_NO_PARENT || tree->names_len + length + 1 > UINT32_MAX ||
-        grow_to((void **)&tree->records, &tree->capacity, tree->count + 1, sizeof(DirRecord)) <
+        grow_array((void **)&tree->records, &tree->capacity, tree->count + 1, sizeof(DirRecord)) <
             0 ||
-        grow_to((void **)&tree->names, &tree->names_cap, tree->names_len + length + 1, 1) < 0) {
+        grow_array((void **)&tree->names, &tree->names_cap, tree->names_len + length + 1, 1) < 0) {
         return -1;
     }
     DirRecord *record = &tree->records[tree->count];

@@ -41,6 +41,10 @@ typedef struct {
     size_t budget_bytes;
 } Tree;
 
+/* Grow `*array` (of `item`-byte elements, `*capacity` of them) to hold `needed`, doubling;
+ * -1 when memory runs out (the array is left as it was). Shared with _walkc.c. */
+int grow_array(void **array, size_t *capacity, size_t needed, size_t item);
+
 /* 0 on success; -1 when memory runs out. `tree` is zeroed first. */
 int tree_init(Tree *tree, double min_share, size_t budget_bytes, size_t top_max,
               uint64_t root_disk);

@@ -35,6 +35,22 @@ RawNode = tuple[bytes, int, int, int, int, int, int, int, int, int, int, int, in
 """(name, parent, depth, apparent, disk, files, dirs, own_apparent, own_disk, own_files,
 other_apparent, other_disk, other_files, other_dirs), parent an index into the nodes."""
 RawTree = tuple[list[RawNode], list[tuple[bytes, int, int]]]
+# The fields of a RawNode after its name, in order (TreeNode's names).
+_FIGURES = (
+    "parent",
+    "depth",
+    "apparent",
+    "disk",
+    "files",
+    "dirs",
+    "own_apparent",
+    "own_disk",
+    "own_files",
+    "other_apparent",
+    "other_disk",
+    "other_files",
+    "other_dirs",
+)
 """(nodes, largest files as (path, size, disk)): what both walks return."""
 
 
@@ -188,22 +204,7 @@ def scan_tree(raw: RawTree, options: TreeOptions) -> ScanTree:
     nodes, largest = raw
     return ScanTree(
         nodes=tuple(
-            TreeNode(
-                name=escape_name(node[0]),
-                parent=node[1],
-                depth=node[2],
-                apparent=node[3],
-                disk=node[4],
-                files=node[5],
-                dirs=node[6],
-                own_apparent=node[7],
-                own_disk=node[8],
-                own_files=node[9],
-                other_apparent=node[10],
-                other_disk=node[11],
-                other_files=node[12],
-                other_dirs=node[13],
-            )
+            TreeNode(name=escape_name(node[0]), **dict(zip(_FIGURES, node[1:], strict=True)))
             for node in nodes
         ),
         largest_files=tuple(
