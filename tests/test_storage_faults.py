@@ -177,3 +177,46 @@ def test_a_requeue_racing_a_finish_never_resurrects_the_job(
     assert stack["gateway"].terminate() == 0
     _gateway(stack)  # starts cleanly on that database
     assert httpx.get(f"{stack.base_url}/api/v1/scans/{scan_id}").json()["status"] == "completed"
+
+
+def test_a_database_locked_past_the_liveness_limit_costs_no_worker(
+    engine: PrivateEngine, stack: Stack
+) -> None:
+    start_services(stack, VV_SCANNER_WORKERS=1, VV_SCAN_INTERVAL=0)
+    volume_with_file(engine, stack, "vv-locked", b"l" * 2468)
+    holder = sqlite3.connect(stack.data_dir / DATABASE, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock...
+    try:
+        with stack.ws() as ws:
+            accepted = httpx.post(
+                stack.base_url + "/api/v1/volumes/vv-locked/size/refresh",
+                json={"async": True},
+                timeout=30,  # it waits out SQLite's busy timeout first
+            )
+            assert accepted.status_code == 503  # nothing can be queued: clear, and soon again
+            assert accepted.json()["code"] == "STORAGE_BUSY"
+            assert accepted.headers["Retry-After"] == "1"
+            holder.rollback()
+            accepted = httpx.post(
+                stack.base_url + "/api/v1/volumes/vv-locked/size/refresh",
+                json={"async": True},
+                timeout=30,  # it waits out SQLite's busy timeout first
+            )
+            scan_id = accepted.json()["scan_id"]
+            holder.execute("BEGIN EXCLUSIVE")  # ...while the scan runs and finishes
+            gateway = stack["gateway"]
+            line = (
+                f"outcome not stored (database not writable), kept for a resend scan_id={scan_id}"
+            )
+            gateway.wait_for_log(line, timeout=30)
+            # Each attempt waits out SQLite's 5 s busy timeout: a second one means the lock
+            # has been held past the 3 s liveness limit.
+            wait_until(lambda: gateway.log_text().count(line) >= 2, 30, message="one try")
+            holder.rollback()
+            done = ws.recv_type("scan_complete", timeout=30)
+            assert done["data"]["scan_id"] == scan_id
+    finally:
+        holder.close()
+    log = stack["gateway"].log_text()
+    assert "worker lost" not in log and "requeued" not in log and "never started" not in log
+    assert httpx.get(f"{stack.base_url}/api/v1/scans/{scan_id}").json()["status"] == "completed"

@@ -105,6 +105,7 @@ class GatewayRuntime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.broker.stop_finishing()
         await self.scans.close()
         self.state.close()
         self.broker.close()

@@ -13,7 +13,7 @@ from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import WebsocketMismatch
 
-from services.gateway.storage.store import StorageFull
+from services.gateway.storage.store import StorageBusy, StoreNotWritable
 
 log = logging.getLogger("gateway.errors")
 
@@ -142,8 +142,12 @@ def install_error_handlers(app: Quart) -> None:
         where = ".".join(first["loc"]) or "request"
         return error_response(400, "INVALID_REQUEST", f"invalid {where}: {first['msg']}", details)
 
-    @app.errorhandler(StorageFull)
-    async def _storage_full(error: StorageFull) -> Response:
+    @app.errorhandler(StoreNotWritable)
+    async def _not_stored(error: StoreNotWritable) -> Response:
+        if isinstance(error, StorageBusy):  # another process holds the lock: soon again
+            response = error_response(503, "STORAGE_BUSY", str(error))
+            response.headers["Retry-After"] = "1"
+            return response
         # 507: the request was fine, and will be once the disk has room again.
         return error_response(507, "STORAGE_FULL", str(error))
 

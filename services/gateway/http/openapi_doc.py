@@ -54,7 +54,8 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     429: "RATE_LIMITED: too many scan requests from this client; see Retry-After",
     500: "SCAN_FAILED",
     502: "SCAN_WORKER_LOST",
-    503: "SCANNER_UNAVAILABLE: no scanner worker is alive",
+    503: "SCANNER_UNAVAILABLE: no scanner worker is alive; STORAGE_BUSY: another process "
+    "holds the database's write lock (see Retry-After)",
     504: "SCAN_TIMEOUT",
     **COMMON_ERRORS,
 }

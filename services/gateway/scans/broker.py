@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import zmq
@@ -54,6 +54,8 @@ class WorkerInfo:
     host_busy_percent: float = 0.0
     scan_id: str | None = None  # the job we believe it holds
     assigned_at: float = 0.0
+    # Outcomes it sent that are not stored yet: its job is done, but not ended here.
+    pending_outcomes: set[str] = field(default_factory=set)
 
 
 class ScanBroker:
@@ -63,6 +65,8 @@ class ScanBroker:
         self.workers: dict[bytes, WorkerInfo] = {}
         self.listener: BrokerListener | None = None
         self._socket = context.socket(zmq.ROUTER)
+        self._finishing: set[str] = set()  # scan ids whose outcome is being stored
+        self._finish_tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> list[asyncio.Task[None]]:
         self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker keeps its id
@@ -131,7 +135,12 @@ class ScanBroker:
             elif isinstance(message, ScanProgress):
                 self._listener().progress(message)
             elif isinstance(message, ScanFinished):
-                await self._on_finished(worker, message)
+                if worker.scan_id == message.scan_id:
+                    worker.scan_id = None  # done walking: it may take the next job
+                worker.pending_outcomes.add(message.scan_id)
+                # Stored by a task of its own: a slow or locked database must never hold
+                # up the heartbeats behind it (a worker would seem dead, its job requeued).
+                self._spawn_finish(worker, message)
             else:
                 log.warning("dropped unexpected kind=%s worker=%s", message.kind, worker.worker_id)
 
@@ -155,11 +164,28 @@ class ScanBroker:
         if worker.ready and not was_ready:
             self._listener().dispatch()
 
+    def _spawn_finish(self, worker: WorkerInfo, message: ScanFinished) -> None:
+        if message.scan_id in self._finishing:
+            return  # a resend while the first is still being stored
+        self._finishing.add(message.scan_id)
+        task = start_essential(
+            self._on_finished(worker, message), "broker-finish", runs_forever=False
+        )
+        self._finish_tasks.add(task)
+        task.add_done_callback(self._finish_tasks.discard)
+        task.add_done_callback(lambda _: self._finishing.discard(message.scan_id))
+
+    async def stop_finishing(self) -> None:
+        """Before the store closes: outcomes not stored yet are sent again by their
+        workers (nothing was acknowledged)."""
+        for task in list(self._finish_tasks):
+            task.cancel()
+        await asyncio.gather(*self._finish_tasks, return_exceptions=True)
+
     async def _on_finished(self, worker: WorkerInfo, message: ScanFinished) -> None:
         if not await self._listener().finished(message):
             return  # not stored: no ack, so the worker sends it again
-        if worker.scan_id == message.scan_id:
-            worker.scan_id = None
+        worker.pending_outcomes.discard(message.scan_id)
         await self._socket.send_multipart(
             [worker.identity, encode(ScanAck(scan_id=message.scan_id))]
         )
@@ -178,10 +204,9 @@ class ScanBroker:
                         worker.scan_id,
                         len(self.workers),
                     )
-                    if worker.scan_id is not None:
-                        self._listener().job_lost(
-                            worker.scan_id, worker.worker_id, worker_died=True
-                        )
+                    held = {worker.scan_id} if worker.scan_id is not None else set()
+                    for lost in held | worker.pending_outcomes:
+                        self._listener().job_lost(lost, worker.worker_id, worker_died=True)
                     continue
                 # A gone or full pipe is fine: liveness notices a dead worker.
                 with contextlib.suppress(zmq.ZMQError):

@@ -33,7 +33,7 @@ from common.tasks import start_essential
 from services.gateway.http.errors import ApiError, volume_not_found
 from services.gateway.readmodel.catalog import VolumeCatalog, result_json, rfc3339
 from services.gateway.scans.broker import ScanBroker
-from services.gateway.storage.store import JobRow, StorageFull, Store
+from services.gateway.storage.store import JobRow, Store, StoreNotWritable
 from services.gateway.ws.hub import WsHub, envelope
 
 log = logging.getLogger("gateway.scans")
@@ -166,7 +166,7 @@ class ScanCoordinator:
         job = self._track(row)
         try:
             await self.store.insert_job(row)
-        except StorageFull:
+        except StoreNotWritable:
             self._untrack(row)  # nothing stored, nothing queued: the caller is told
             raise
         self.queue.append(row.scan_id)
@@ -190,7 +190,7 @@ class ScanCoordinator:
         memory, and the row catches up with its next change or the outcome."""
         try:
             await step
-        except StorageFull:
+        except StoreNotWritable:
             log.warning("job state not stored (database not writable) scan_id=%s", scan_id)
 
     async def wait(self, job: Job, timeout_seconds: float) -> bool:
@@ -353,7 +353,7 @@ class ScanCoordinator:
                 event_id = await self.store.finish_job(
                     row.scan_id, finished_at, result, failure, event, tree
                 )
-            except StorageFull:
+            except StoreNotWritable:
                 log.warning(
                     "outcome not stored (database not writable), kept for a resend "
                     "scan_id=%s volume_id=%s",
@@ -391,7 +391,7 @@ class ScanCoordinator:
 
     async def fail_now(self, job: Job, code: ScanErrorCode, message: str) -> None:
         if not await self._finish(job, None, ScanFailure(code=code, message=message)):
-            raise StorageFull("the failure could not be stored")
+            raise StoreNotWritable("the failure could not be stored")
 
     # --- restart ----------------------------------------------------------------------
 

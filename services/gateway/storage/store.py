@@ -73,13 +73,22 @@ def _time(value: str | None) -> datetime | None:
 log = logging.getLogger("gateway.store")
 
 
-class StorageFull(RuntimeError):
-    """A write failed because the disk is full or read-only (or failing): nothing was
-    stored. Reads still work; writes are tried again by whoever needs them."""
+class StoreNotWritable(RuntimeError):
+    """A write was not stored, for a reason that passes (nothing is wrong with the data):
+    reads still work, and writes are tried again by whoever needs them."""
 
 
-# SQLite's result codes for "the file system will not take it" (sqlite3.h).
+class StorageFull(StoreNotWritable):
+    """The disk is full or read-only (or failing)."""
+
+
+class StorageBusy(StoreNotWritable):
+    """Another process holds the database's write lock past the busy timeout."""
+
+
+# SQLite's result codes (sqlite3.h): the file system will not take it; someone else has it.
 _NO_ROOM_CODES = frozenset({13, 8, 10})  # SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR
+_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 
 
 class Store:
@@ -105,12 +114,14 @@ class Store:
             except sqlite3.Error as error:
                 with contextlib.suppress(sqlite3.Error):
                     await self.db.rollback()
-                if getattr(error, "sqlite_errorcode", None) not in _NO_ROOM_CODES:
+                code = getattr(error, "sqlite_errorcode", None)
+                if code not in _NO_ROOM_CODES and code not in _BUSY_CODES:
                     raise
                 if self.write_problem is None:
                     log.error("database write failed path=%s error=%s", self.path, error)
                 self.write_problem = str(error)
-                raise StorageFull(f"the database cannot be written: {error}") from None
+                kind = StorageBusy if code in _BUSY_CODES else StorageFull
+                raise kind(f"the database cannot be written now: {error}") from None
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     await self.db.rollback()
