@@ -280,3 +280,27 @@ def test_five_thousand_volumes_do_not_freeze_the_page(
     volume_listed(stack, "vv-ui-many-extra")
     _screenshot(browser, tmp_path, "five-thousand")
     assert browser.console_errors() == []
+
+
+def test_with_a_token_the_page_goes_through_the_login_page(
+    engine: PrivateEngine, stack: Stack, browser: Browser, tmp_path: Path
+) -> None:
+    engine.client.volumes.create("vv-ui-token")
+    stack.configure(VV_API_TOKEN="ui-test-token", VV_SCAN_INTERVAL=0)
+    stack.start("watcher", "gateway")
+    stack.wait_http_ready()
+    browser.open(stack.base_url + "/")
+    field = browser.wait_for(
+        lambda: (
+            "/login" in browser.driver.current_url
+            and browser.driver.find_element(By.ID, "token").is_displayed()
+            and browser.driver.find_element(By.ID, "token")
+        ),
+        what="no login page",
+    )
+    field.send_keys("ui-test-token")
+    browser.driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    browser.wait_for(lambda: "vv-ui-token" in _rows(browser), what="the page never listed it")
+    browser.wait_for(lambda: _connection(browser) == "live", what="the WebSocket never opened")
+    _screenshot(browser, tmp_path, "after-login")
+    assert browser.console_errors() == []
