@@ -26,6 +26,7 @@ export const api = {
   orphaned: () => call("/reports/orphaned?page_size=1"),
   volume: (id) => call(volume(id)),
   scan: (id) => call(`${volume(id)}/size/refresh`, { method: "POST", body: JSON.stringify({ async: true }) }),
+  scanJob: (scanId) => call(`/scans/${encodeURIComponent(scanId)}`),
   scanAll: () => call("/scans/all", { method: "POST", body: "{}" }),
   tree: (id, path) => call(`${volume(id)}/tree?depth=1&limit=200&path=${encodeURIComponent(path)}`),
   largest: (id) => call(`${volume(id)}/largest-files?limit=20`),

@@ -102,7 +102,7 @@ async function catchUp() {
   for (const [name, scan] of store.scans) {
     if (scan.finished || !scan.scanId) continue;
     try {
-      const job = await fetch(`/api/v1/scans/${encodeURIComponent(scan.scanId)}`).then((r) => r.json());
+      const job = await api.scanJob(scan.scanId);
       if (job.status === "completed") live.receive({ type: "scan_complete", volume_id: name, data: { scan_id: scan.scanId, result: job.result } });
       if (job.status === "failed") live.receive({ type: "scan_error", volume_id: name, data: { scan_id: scan.scanId, error: job.error && job.error.message } });
     } catch {
