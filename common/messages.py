@@ -15,6 +15,8 @@ Scan jobs (Paranoid Pirate), scanner worker DEALER <-> gateway ROUTER:
     worker  -> gateway  ScanProgress     at most every 250 ms per job
     worker  -> gateway  ScanFinished     repeated every interval until acknowledged
     gateway -> worker   ScanAck          after the outcome is stored
+    A worker's bus heartbeats run on a clock of their own, whatever its walk is doing; a
+    walk that stops moving is ended with SCAN_TIMEOUT and reported in `stuck`.
 """
 
 from __future__ import annotations
@@ -171,6 +173,16 @@ class Heartbeat(_Message):
 # --- scan jobs (gateway <-> scanner workers) ------------------------------------------
 
 
+class StuckWalk(BaseModel):
+    """A walk that stopped moving (a hung filesystem): its job has ended with SCAN_TIMEOUT,
+    and the worker holding the stuck thread is out of the pool until the walk returns."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    scan_id: str
+    volume_id: str
+    since: datetime  # when the walk last moved
+
+
 class WorkerHeartbeat(_Message):
     kind: Literal["worker_heartbeat"] = "worker_heartbeat"
     worker_id: str
@@ -178,6 +190,8 @@ class WorkerHeartbeat(_Message):
     current_scan_id: str | None = None
     throttled: bool = False
     host_busy_percent: float = 0.0
+    retired: bool = False  # replaced in the pool: takes no job, exits once it holds none
+    stuck: StuckWalk | None = None
 
 
 class GatewayHeartbeat(_Message):
@@ -194,6 +208,9 @@ class ScanJob(_Message):
     expected_entries: int | None = None  # from the previous scan, for the progress estimate
     attempt: int = 1
     volumes_dir: str | None = None  # the engine's, for the scanner's confinement check
+    # Job policy travels with the job: past either limit the worker ends it with SCAN_TIMEOUT.
+    timeout_seconds: float = Field(3600.0, gt=0)
+    stall_timeout_seconds: float = Field(120.0, gt=0)  # without one entry walked
 
 
 class ScanProgress(_Message):
@@ -211,6 +228,7 @@ class ScanFinished(_Message):
     scan_id: str
     volume_id: str
     worker_id: str
+    attempt: int = 1  # the job's attempt this worker was given
     result: ScanResultData | None = None
     failure: ScanFailure | None = None
     tree: ScanTree | None = None

@@ -121,6 +121,16 @@ class Settings(BaseSettings):
         0.25, ge=0.01, validation_alias=_env("VV_SCAN_PROGRESS_INTERVAL")
     )
     scan_max_attempts: int = Field(3, ge=1, validation_alias=_env("VV_SCAN_MAX_ATTEMPTS"))
+    scan_timeout_seconds: float = Field(3600.0, gt=0, validation_alias=_env("VV_SCAN_TIMEOUT"))
+    scan_stall_timeout_seconds: float = Field(
+        120.0, gt=0, validation_alias=_env("VV_SCAN_STALL_TIMEOUT")
+    )
+    scan_retry_backoff_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("VV_SCAN_RETRY_BACKOFF")
+    )
+    scan_retry_backoff_max_seconds: float = Field(
+        3600.0, gt=0, validation_alias=_env("VV_SCAN_RETRY_BACKOFF_MAX")
+    )
     scan_roots: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("VV_SCAN_ROOTS")
     )

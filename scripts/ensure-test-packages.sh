@@ -2,7 +2,8 @@
 # Make sure the Debian packages the test suite needs are installed: a Docker engine binary
 # (dockerd) and a static busybox (the suite starts its own private dockerd and builds a
 # busybox image offline, no registry pulls), and Chromium with its driver (browser tests run
-# Debian's chromium headless through Selenium, which then downloads no browser of its own).
+# Debian's chromium headless through Selenium, which then downloads no browser of its own),
+# and fuse3 (a FUSE file system that stops answering stands in for a dead NFS server).
 # Idempotent and silent when everything is already present.
 set -euo pipefail
 
@@ -29,10 +30,16 @@ have_chromium() {
     [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]
 }
 
+have_fuse3() {
+    # libfuse3 for the hung-filesystem tests' FUSE file system (mfusepy loads it).
+    command -v fusermount3 >/dev/null 2>&1 && ldconfig -p | grep -q libfuse3.so.3
+}
+
 missing=()
 have_dockerd || missing+=(docker.io)
 have_static_busybox || missing+=(busybox-static)
 have_chromium || missing+=(chromium chromium-driver)
+have_fuse3 || missing+=(fuse3)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

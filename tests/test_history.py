@@ -13,7 +13,7 @@ import pytest
 
 from common.messages import ScanResultData, utc_now
 from services.gateway.history.points import History
-from services.gateway.scans.coordinator import terminal_event
+from services.gateway.scans.jobs import terminal_event
 from services.gateway.storage.store import JobRow, Store
 from tests.support.api import refresh, start_services, volume_listed, volume_with_file
 from tests.support.engine import PrivateEngine

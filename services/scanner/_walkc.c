@@ -207,14 +207,8 @@ static const char *const counter_fields[7] = {
     "directory_count", "largest_file", "skipped",
 };
 
-/* Set the running totals on `counters` and call on_tick; -1 with an exception set. */
-static int tick(PyObject *on_tick, PyObject *counters, const Totals *t) {
-    if (PyErr_CheckSignals() < 0) {
-        return -1;
-    }
-    if (on_tick == Py_None) {
-        return 0;
-    }
+/* The Python half of a tick (GIL held): the totals onto `counters`, then on_tick. */
+static int call_tick(PyObject *on_tick, PyObject *counters, const Totals *t) {
     unsigned long long values[7] = {
         t->entries, t->total, t->disk, t->files, t->dirs, t->largest, t->skipped,
     };
@@ -235,6 +229,21 @@ static int tick(PyObject *on_tick, PyObject *counters, const Totals *t) {
     }
     Py_DECREF(returned);
     return 0;
+}
+
+/* Set the running totals on `counters` and call on_tick; -1 with an exception set.
+ * The walk runs without the GIL (a thread stuck in a hung filesystem's system call must
+ * not stop the worker's bus thread); a tick takes it back for as long as Python runs. */
+static int tick(PyObject *on_tick, PyObject *counters, const Totals *t, PyThreadState **saved) {
+    PyEval_RestoreThread(*saved);
+    int status = 0;
+    if (PyErr_CheckSignals() < 0) {
+        status = -1;
+    } else if (on_tick != Py_None) {
+        status = call_tick(on_tick, counters, t);
+    }
+    *saved = PyEval_SaveThread();
+    return status;
 }
 
 /* Re-open an evicted ancestor through ".."; -1 unless it is still (dev, ino). */
@@ -280,6 +289,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
     size_t open_from = 0;
     int root_errno = 0;
     PyObject *tree_result_value = NULL;
+    PyThreadState *saved = NULL;
     if (tree_options != Py_None) {
         double min_share;
         Py_ssize_t budget_bytes, top_files;
@@ -301,6 +311,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
         goto out_of_memory;
     }
 
+    saved = PyEval_SaveThread(); /* taken back by each tick and at the end */
     for (;;) {
         const int fd = w.cur_fd;
         const size_t pending_from = w.npending;
@@ -313,7 +324,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
             if (got < 0) {
                 if (w.frames == 0) {
                     root_errno = errno; /* the root cannot be listed: the caller's error */
-                    goto done;
+                    goto walked;
                 }
                 t.skipped++; /* listing failed part-way; what was read still counts */
                 break;
@@ -328,8 +339,8 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                 t.entries++;
                 if (t.entries >= next_tick) {
                     next_tick = t.entries + (unsigned long long)tick_every;
-                    if (tick(on_tick, counters, &t) < 0) {
-                        goto failed;
+                    if (tick(on_tick, counters, &t, &saved) < 0) {
+                        goto failed_unlocked;
                     }
                 }
                 struct stat st;
@@ -348,7 +359,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                         int64_t added = tree_add_dir(&w.tree, cur_record, name,
                                                      (uint64_t)st.st_blocks * 512);
                         if (added < 0) {
-                            goto out_of_memory;
+                            goto oom_unlocked;
                         }
                         record = (uint32_t)added;
                     }
@@ -356,7 +367,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                     if (grow_array((void **)&w.pending, &w.pending_cap, w.npending + 1,
                              sizeof(Pending)) < 0 ||
                         grow_array((void **)&w.names, &w.names_cap, w.names_len + length, 1) < 0) {
-                        goto out_of_memory;
+                        goto oom_unlocked;
                     }
                     memcpy(w.names + w.names_len, name, length);
                     w.pending[w.npending].ino = (uint64_t)st.st_ino;
@@ -376,7 +387,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
                         continue;
                     }
                     if (inoset_add(&w.seen, (uint64_t)st.st_ino) < 0) {
-                        goto out_of_memory;
+                        goto oom_unlocked;
                     }
                 }
                 const unsigned long long size = (unsigned long long)st.st_size;
@@ -399,7 +410,7 @@ static PyObject *walk(PyObject *module, PyObject *args) {
         /* Push the listed directory as a frame; evict the oldest open one past the limit. */
         if (grow_array((void **)&w.stack, &w.frames_cap, w.frames + 1, sizeof(Frame)) < 0 ||
             inoset_add(&w.ancestors, cur_ino) < 0) {
-            goto out_of_memory;
+            goto oom_unlocked;
         }
         w.stack[w.frames] = (Frame){fd, cur_ino, pending_from, cur_record};
         w.frames++;
@@ -479,7 +490,8 @@ static PyObject *walk(PyObject *module, PyObject *args) {
         }
     }
 
-done:
+walked:
+    PyEval_RestoreThread(saved);
     if (w.keeps_tree && root_errno == 0) {
         tree_result_value = tree_result(&w.tree);
         if (tree_result_value == NULL) {
@@ -492,6 +504,11 @@ done:
     return Py_BuildValue("(KKKKKKKiN)", t.total, t.disk, t.files, t.dirs, t.largest, t.skipped,
                          t.entries, root_errno, tree_result_value);
 
+failed_unlocked:
+    PyEval_RestoreThread(saved);
+    goto failed;
+oom_unlocked:
+    PyEval_RestoreThread(saved);
 out_of_memory:
     PyErr_NoMemory();
 failed:

@@ -72,10 +72,17 @@ class GatewayLink:
         except zmq.Again:
             log.debug("send queue full, dropped kind=%s worker_id=%s", message.kind, self.worker_id)
 
-    def poll(self, timeout_seconds: float) -> None:
-        """Wait until something arrives or the timeout passes."""
+    def poll(self, timeout_seconds: float, wake_fd: int | None = None) -> None:
+        """Wait until something arrives (or `wake_fd` is readable) or the timeout passes."""
         assert self._socket is not None
-        self._socket.poll(max(0, int(timeout_seconds * 1000)))
+        timeout_ms = max(0, int(timeout_seconds * 1000))
+        if wake_fd is None:
+            self._socket.poll(timeout_ms)
+            return
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(wake_fd, zmq.POLLIN)
+        poller.poll(timeout_ms)
 
     def receive(self) -> list[BusMessage]:
         """Every valid message waiting now; invalid frames are logged and dropped."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import psutil
@@ -44,6 +45,7 @@ class HostLoad:
         self._sampled_at = time.monotonic()
         self._busy, self._total = _busy_and_total()
         self._own: dict[int, float] = self._own_cpu()
+        self._lock = threading.Lock()  # read by the worker's bus thread and its walk thread
 
     def _own_cpu(self) -> dict[int, float]:
         """CPU seconds used so far by each process of the pool's tree, by pid."""
@@ -79,9 +81,10 @@ class HostLoad:
 
     def percent(self) -> float:
         """The latest reading, refreshed when the window has passed."""
-        if time.monotonic() - self._sampled_at >= self.window_seconds:
-            return self.sample()
-        return self._percent
+        with self._lock:
+            if time.monotonic() - self._sampled_at >= self.window_seconds:
+                return self.sample()
+            return self._percent
 
     def busy(self) -> bool:
         """Whether other work uses more than the threshold share of what we leave free."""

@@ -1,18 +1,29 @@
-"""The scanner process: a supervised pool of worker processes (`python -m services.scanner`)."""
+"""The scanner process: a supervised pool of worker processes (`python -m services.scanner`).
+
+Every slot holds one worker and a pipe to it (services/scanner/supervision.py). A worker
+that dies is restarted; one that says its walk is stuck, or that has been silent for the
+liveness timeout (SIGSTOPped, or stuck as a whole), is retired: it leaves its slot, a fresh
+worker takes it, and the retired one finishes what it holds and exits by itself. A process
+stuck in the kernel cannot be killed, so retired workers are not waited for, only counted;
+past `scanner_workers` of them the oldest is sent SIGKILL.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import time
-from multiprocessing.connection import wait
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from common.bus import ensure_runtime_dir
 from common.settings import Settings
+from services.scanner.supervision import ABANDONED, RETIRE
 from services.scanner.worker import run_worker
 
 log = logging.getLogger(__name__)
@@ -22,18 +33,31 @@ SUPERVISE_POLL_SECONDS = 0.5
 # A worker that dies this soon after its start waits this long before the next restart,
 # so a worker that cannot start does not spin the CPU.
 QUICK_DEATH_SECONDS = 2.0
+# A spawned worker imports its modules before its first beat; silence counts after that.
+STARTUP_GRACE_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class _Member:
+    process: BaseProcess
+    channel: Connection  # the pool's end of the worker's pipe
+    started_at: float
+    heard_at: float
+    heard: bool = False  # it has beaten at least once
+    killed: bool = False
 
 
 class ScannerPool:
-    """Spawns `settings.scanner_workers` workers, restarts the dead, stops them all cleanly."""
+    """Spawns `settings.scanner_workers` workers, replaces the dead and the stuck, stops
+    them all cleanly."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # 'spawn': a worker must not inherit the parent's state (zmq contexts, threads).
         self._mp = multiprocessing.get_context("spawn")
-        self._slots: list[BaseProcess | None] = [None] * settings.scanner_workers
-        self._started_at: list[float] = [0.0] * settings.scanner_workers
+        self._slots: list[_Member | None] = [None] * settings.scanner_workers
         self._restart_at: list[float] = [0.0] * settings.scanner_workers
+        self._retired: list[_Member] = []
         self._stopping = False
 
     def install_signal_handlers(self) -> None:
@@ -48,31 +72,87 @@ class ScannerPool:
         self._stopping = True
 
     def _start(self, slot: int) -> None:
+        ours, theirs = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
             target=run_worker,
-            args=(self.settings, os.getpid()),
+            args=(self.settings, os.getpid(), theirs),
             name=f"scanner-worker-{slot}",
         )
         process.start()
-        self._slots[slot] = process
-        self._started_at[slot] = time.monotonic()
+        theirs.close()
+        now = time.monotonic()
+        self._slots[slot] = _Member(process, ours, now, now)
         log.info("worker process started slot=%d pid=%s", slot, process.pid)
+
+    def _read(self, member: _Member) -> bool:
+        """Take the worker's beats; True when it says its walk is stuck."""
+        abandoned = False
+        try:
+            while member.channel.poll(0):
+                if member.channel.recv_bytes() == ABANDONED:
+                    abandoned = True
+                member.heard_at = time.monotonic()
+                member.heard = True
+        except (OSError, EOFError):
+            pass  # it is exiting; its sentinel says so
+        return abandoned
+
+    def _retire(self, slot: int, member: _Member, reason: str) -> None:
+        with contextlib.suppress(OSError):
+            member.channel.send_bytes(RETIRE)  # read when it runs again, if ever
+        self._slots[slot] = None
+        self._retired.append(member)
+        log.warning(
+            "worker retired slot=%d pid=%s reason=%s retired=%d, starting a fresh one",
+            slot,
+            member.process.pid,
+            reason,
+            len(self._retired),
+        )
+        if len(self._retired) > self.settings.scanner_workers:
+            oldest = next((m for m in self._retired if not m.killed), None)
+            if oldest is not None:
+                oldest.killed = True
+                oldest.process.kill()  # it may still be stuck in the kernel: only counted
+                log.warning("too many retired workers, killed pid=%s", oldest.process.pid)
+
+    def _allowed_silence(self, member: _Member) -> float:
+        liveness = self.settings.liveness_timeout_seconds
+        return liveness if member.heard else max(liveness, STARTUP_GRACE_SECONDS)
 
     def _supervise(self) -> None:
         now = time.monotonic()
-        for slot, process in enumerate(self._slots):
-            if process is not None and process.is_alive():
-                continue
-            if process is not None:
-                process.join()
+        for old in list(self._retired):
+            self._read(old)  # keep its pipe drained, or its beats would block it
+            if not old.process.is_alive():
+                old.process.join()
+                old.channel.close()
+                self._retired.remove(old)
+                log.info(
+                    "retired worker exited pid=%s exitcode=%s retired=%d",
+                    old.process.pid,
+                    old.process.exitcode,
+                    len(self._retired),
+                )
+        for slot, member in enumerate(self._slots):
+            if member is not None and member.process.is_alive():
+                if self._read(member):
+                    self._retire(slot, member, "walk stuck")
+                elif now - member.heard_at > self._allowed_silence(member):
+                    self._retire(slot, member, "silent")
+                else:
+                    continue
+            elif member is not None:
+                member.process.join()
+                member.channel.close()
                 log.warning(
                     "worker process died slot=%d pid=%s exitcode=%s, restarting",
                     slot,
-                    process.pid,
-                    process.exitcode,
+                    member.process.pid,
+                    member.process.exitcode,
                 )
                 self._slots[slot] = None
-                lived = now - self._started_at[slot]
+                lived = now - member.started_at
                 self._restart_at[slot] = now + (
                     QUICK_DEATH_SECONDS if lived < QUICK_DEATH_SECONDS else 0
                 )
@@ -89,14 +169,19 @@ class ScannerPool:
         try:
             while not self._stopping:
                 self._supervise()
-                sentinels = [p.sentinel for p in self._slots if p is not None]
-                wait(sentinels, timeout=SUPERVISE_POLL_SECONDS)  # wakes as soon as one dies
+                members = [m for m in self._slots if m is not None]
+                waitables: list[Connection | int] = [m.process.sentinel for m in members]
+                waitables += [m.channel for m in members]
+                waitables += [m.process.sentinel for m in self._retired]
+                waitables += [m.channel for m in self._retired]
+                wait(waitables, timeout=SUPERVISE_POLL_SECONDS)  # a death or a word wakes it
         finally:
             self._stop_all()
         return 0
 
     def _stop_all(self) -> None:
-        alive = [p for p in self._slots if p is not None and p.is_alive()]
+        members = [m for m in self._slots if m is not None] + self._retired
+        alive = [m.process for m in members if m.process.is_alive()]
         for process in alive:
             process.terminate()  # SIGTERM: the worker finishes its tick and closes its socket
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
@@ -105,5 +190,5 @@ class ScannerPool:
             if process.is_alive():
                 log.warning("worker process did not stop, killing pid=%s", process.pid)
                 process.kill()
-                process.join()
+                process.join(STOP_TIMEOUT_SECONDS)  # stuck in the kernel: leave it behind
         log.info("scanner pool stopped workers=%d", len(alive))

@@ -3,7 +3,10 @@
 Lifecycle `startup()` -> `run()` -> `shutdown()`. The protocol is Paranoid Pirate (see
 common/messages.py): heartbeats both ways, a job only after we said `ready`, results
 repeated until acknowledged, and a fresh socket when the gateway falls silent.
-pyzmq sockets belong to one thread, so a running scan services the bus from its tick.
+pyzmq sockets belong to one thread: this main thread owns the socket and keeps the clock
+(heartbeats, progress, the job's deadline and stall limit); the walk runs on a ScanThread.
+A walk past its job's limits ends the job with SCAN_TIMEOUT and retires this worker: the
+pool starts a fresh one in its place, and this one exits once the stuck walk returns.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import os
 import signal
 import time
 from collections import deque
+from datetime import timedelta
+from multiprocessing.connection import Connection
 from types import FrameType
 
 from common.logs import setup_logging
@@ -23,49 +28,52 @@ from common.messages import (
     ScanFinished,
     ScanJob,
     ScanProgress,
-    ScanResultData,
-    ScanTree,
+    StuckWalk,
     WorkerHeartbeat,
+    utc_now,
 )
 from common.settings import Settings
-from services.scanner.errors import ScanError
 from services.scanner.link import GatewayLink
 from services.scanner.load import HostLoad
-from services.scanner.measure import Measurement, measure
+from services.scanner.scan_thread import ScanThread
+from services.scanner.supervision import PoolChannel
 from services.scanner.tree import TreeOptions
-from services.scanner.walk import WalkCounters
 
 log = logging.getLogger(__name__)
 
-THROTTLE_SLEEP_SECONDS = 0.075  # per walk tick while the host is busy
 IDLE_POLL_SECONDS = 0.1  # how soon an idle worker notices the host calming down
+SCAN_POLL_SECONDS = 0.25  # the longest the main thread waits while a walk runs
+STOP_JOIN_SECONDS = 1.0  # how long a stop waits for a cancelled walk to return
 
 
 class _Stopping(BaseException):
-    """Raised from a tick to abandon a scan on shutdown; not an Exception, so never a failure."""
+    """Raised to abandon a scan on shutdown; not an Exception, so never a failure."""
 
 
 class ScanWorker:
     def __init__(
-        self, settings: Settings, *, pool_pid: int | None = None, load: HostLoad | None = None
+        self,
+        settings: Settings,
+        *,
+        pool_pid: int | None = None,
+        load: HostLoad | None = None,
+        channel: PoolChannel | None = None,
     ) -> None:
         self.settings = settings
         self._pool_pid = pool_pid  # also the parent we expect; None when run in-process
         self._link = GatewayLink(settings)
         self._load = load or HostLoad(settings.scan_load_threshold_percent, pool_pid)
+        self._channel = channel or PoolChannel(None)
         self._stopping = False
         self._jobs: deque[ScanJob] = deque()
-        self._current: ScanJob | None = None
+        self._current: ScanThread | None = None
         self._unacked: dict[str, ScanFinished] = {}
-        self._throttled = False
+        self._abandoned = False  # a walk of ours is stuck: we retired ourselves
+        self._stuck: tuple[ScanThread, StuckWalk] | None = None
         self._announced_ready: bool | None = None
         now = time.monotonic()
         self._next_heartbeat = now
         self._next_resend = now
-        # progress of the current scan
-        self._entries = 0
-        self._files_processed = 0
-        self._current_size = 0
         self._next_progress = now
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -90,11 +98,15 @@ class ScanWorker:
     def run(self) -> None:
         try:
             while not self._should_stop():
-                if self._jobs:
+                if self._jobs and not self._retired:
                     self._scan(self._jobs.popleft())
                     continue
-                self._link.poll(min(IDLE_POLL_SECONDS, self._next_heartbeat - time.monotonic()))
+                self._jobs.clear()  # retired: the gateway requeues what never started
+                stuck_fd = self._stuck[0].wake_fd if self._stuck else None
+                wait = min(IDLE_POLL_SECONDS, self._next_heartbeat - time.monotonic())
+                self._link.poll(wait, stuck_fd)
                 self._service()
+                self._check_stuck()
         except _Stopping:
             pass
 
@@ -104,6 +116,22 @@ class ScanWorker:
         self._link.close()
         log.info("worker stopped worker_id=%s unacked=%d", self.worker_id, len(self._unacked))
 
+    @property
+    def _retired(self) -> bool:
+        return self._abandoned or self._channel.retired
+
+    def _should_stop(self) -> bool:
+        if self._pool_pid is not None and os.getppid() != self._pool_pid:
+            log.warning("pool process gone, stopping worker_id=%s", self.worker_id)
+            self._stopping = True
+        if self._channel.pool_gone and not self._stopping:
+            log.warning("pool channel closed, stopping worker_id=%s", self.worker_id)
+            self._stopping = True
+        if self._retired and self._current is None and self._stuck is None and not self._unacked:
+            log.info("retired worker exits worker_id=%s", self.worker_id)
+            self._stopping = True
+        return self._stopping
+
     # --- the bus --------------------------------------------------------------------------
 
     @property
@@ -111,10 +139,13 @@ class ScanWorker:
         return self._link.worker_id  # changes when the link reconnects
 
     def _ready(self) -> bool:
-        return self._current is None and not self._jobs and not self._load.busy()
+        return (
+            not self._retired and self._current is None and not self._jobs and not self._load.busy()
+        )
 
     def _service(self) -> None:
-        """Everything the bus needs, called when idle and from every scan tick."""
+        """Everything the bus needs: called when idle and on the clock while a walk runs."""
+        self._channel.read()
         for message in self._link.receive():
             self._handle(message)
         now = time.monotonic()
@@ -123,15 +154,19 @@ class ScanWorker:
             self._next_resend = now
         ready = self._ready()
         if now >= self._next_heartbeat or ready != self._announced_ready:
+            current = self._current
             self._link.send(
                 WorkerHeartbeat(
                     worker_id=self.worker_id,
                     ready=ready,
-                    current_scan_id=self._current.scan_id if self._current else None,
-                    throttled=self._throttled,
+                    current_scan_id=current.job.scan_id if current else None,
+                    throttled=bool(current and current.throttled),
                     host_busy_percent=round(self._load.percent(), 1),
+                    retired=self._retired,
+                    stuck=self._stuck[1] if self._stuck else None,
                 )
             )
+            self._channel.beat()
             self._announced_ready = ready
             self._next_heartbeat = now + self.settings.heartbeat_interval_seconds
         if self._unacked and now >= self._next_resend:
@@ -162,7 +197,7 @@ class ScanWorker:
             # Already done: the gateway lost our result (restart), so send it, do not rescan.
             self._link.send(self._unacked[job.scan_id])
             return
-        busy_with = [self._current, *self._jobs]
+        busy_with = [self._current.job if self._current else None, *self._jobs]
         if any(queued is not None and queued.scan_id == job.scan_id for queued in busy_with):
             return  # a duplicate of what we are already doing
         log.info(
@@ -175,21 +210,20 @@ class ScanWorker:
         )
         self._jobs.append(job)
 
-    def _should_stop(self) -> bool:
-        if self._pool_pid is not None and os.getppid() != self._pool_pid:
-            log.warning("pool process gone, stopping worker_id=%s", self.worker_id)
-            self._stopping = True
-        return self._stopping
-
     # --- scanning -------------------------------------------------------------------------
 
     def _scan(self, job: ScanJob) -> None:
-        self._current = job
-        self._entries = self._files_processed = self._current_size = 0
-        self._throttled = False
+        walk = ScanThread(
+            job,
+            scan_roots=self.settings.scan_roots,
+            tree_options=TreeOptions(self.settings.tree_min_share),
+            is_busy=self._load.busy,
+        )
+        self._current = walk
         self._next_heartbeat = 0.0  # tell the gateway at once which scan we are on
+        walk.start()
         self._service()
-        self._send_progress(job)
+        self._send_progress(walk)
         log.info(
             "scan started scan_id=%s volume_id=%s worker_id=%s method=%s path=%r",
             job.scan_id,
@@ -198,39 +232,50 @@ class ScanWorker:
             job.method,
             job.mountpoint,
         )
-        result: ScanResultData | None = None
-        tree: ScanTree | None = None
-        failure: ScanFailure | None = None
         try:
-            measured = self._measure(job)
-            result, tree = measured.result, measured.tree
-        except _Stopping:
-            log.warning(
-                "scan abandoned on shutdown scan_id=%s volume_id=%s worker_id=%s",
-                job.scan_id,
-                job.volume_id,
-                self.worker_id,
-            )
-            raise
-        except ScanError as exc:
-            failure = ScanFailure(code=exc.code, message=exc.message)
-        except Exception as exc:  # a scan must never take the worker down
-            log.exception("scan crashed scan_id=%s worker_id=%s", job.scan_id, self.worker_id)
-            failure = ScanFailure(code="SCAN_FAILED", message=f"{type(exc).__name__}: {exc}")
+            while walk.running():
+                if self._should_stop():
+                    walk.cancel()
+                    walk.join(STOP_JOIN_SECONDS)
+                    log.warning(
+                        "scan abandoned on shutdown scan_id=%s volume_id=%s worker_id=%s",
+                        job.scan_id,
+                        job.volume_id,
+                        self.worker_id,
+                    )
+                    raise _Stopping
+                overdue = walk.overdue(time.monotonic())
+                if overdue is not None:
+                    self._abandon(walk, overdue)
+                    return
+                self._link.poll(SCAN_POLL_SECONDS, walk.wake_fd)
+                self._service()
+                self._maybe_progress(walk)
+            walk.join(STOP_JOIN_SECONDS)  # it has signalled its end; this only reaps it
+            walk.close()
         finally:
             self._current = None
-            self._throttled = False
+        self._report(walk)
+
+    def _report(self, walk: ScanThread) -> None:
+        job = walk.job
+        measured = walk.measurement
+        failure = walk.failure
+        if measured is None and failure is None:
+            failure = ScanFailure(code="SCAN_FAILED", message="the walk ended with no outcome")
         finished = ScanFinished(
             scan_id=job.scan_id,
             volume_id=job.volume_id,
             worker_id=self.worker_id,
-            result=result,
+            attempt=job.attempt,
+            result=measured.result if measured else None,
             failure=failure,
-            tree=tree,
+            tree=measured.tree if measured else None,
         )
         self._unacked[job.scan_id] = finished
         self._link.send(finished)
         self._next_resend = time.monotonic() + self.settings.heartbeat_interval_seconds
+        result = finished.result
         if result is not None:
             log.info(
                 "scan finished scan_id=%s volume_id=%s worker_id=%s total_size=%d "
@@ -245,71 +290,86 @@ class ScanWorker:
                 result.skipped,
                 result.duration // 1_000_000,
             )
-        elif failure is not None:
+        elif finished.failure is not None:
             log.warning(
                 "scan failed scan_id=%s volume_id=%s worker_id=%s code=%s message=%s",
                 job.scan_id,
                 job.volume_id,
                 self.worker_id,
-                failure.code,
-                failure.message,
+                finished.failure.code,
+                finished.failure.message,
             )
         self._service()
 
-    def _measure(self, job: ScanJob) -> Measurement:
-        return measure(
-            job,
-            self.settings.scan_roots,
-            tree_options=TreeOptions(self.settings.tree_min_share),
-            on_walk_tick=self._on_walk_tick,
-            is_busy=self._load.busy,
-            on_du_poll=self._on_du_poll,
+    def _abandon(self, walk: ScanThread, reason: str) -> None:
+        """End the job with SCAN_TIMEOUT and leave the walk where it is stuck."""
+        walk.cancel()  # if it ever returns, it stops at its next tick; its figures are dropped
+        job = walk.job
+        since = utc_now() - timedelta(seconds=time.monotonic() - walk.moved_at)
+        self._stuck = (walk, StuckWalk(scan_id=job.scan_id, volume_id=job.volume_id, since=since))
+        self._abandoned = True
+        self._channel.report_abandoned()  # the pool starts a fresh worker in our slot
+        log.warning(
+            "scan timed out, walk abandoned scan_id=%s volume_id=%s worker_id=%s reason=%s",
+            job.scan_id,
+            job.volume_id,
+            self.worker_id,
+            reason,
+        )
+        finished = ScanFinished(
+            scan_id=job.scan_id,
+            volume_id=job.volume_id,
+            worker_id=self.worker_id,
+            attempt=job.attempt,
+            failure=ScanFailure(code="SCAN_TIMEOUT", message=reason),
+        )
+        self._unacked[job.scan_id] = finished
+        self._link.send(finished)
+        self._next_resend = time.monotonic() + self.settings.heartbeat_interval_seconds
+        self._next_heartbeat = 0.0
+        self._service()
+
+    def _check_stuck(self) -> None:
+        if self._stuck is None or self._stuck[0].running():
+            return
+        walk, stuck = self._stuck
+        walk.close()
+        self._stuck = None
+        log.info(
+            "stuck walk returned, its figures dropped scan_id=%s volume_id=%s worker_id=%s",
+            stuck.scan_id,
+            stuck.volume_id,
+            self.worker_id,
         )
 
-    def _on_walk_tick(self, counters: WalkCounters) -> None:
-        self._entries = counters.entries
-        self._files_processed = counters.file_count
-        self._current_size = counters.total_size
-        if self._should_stop():
-            raise _Stopping
-        self._throttled = self._load.busy()
-        if self._throttled:
-            time.sleep(THROTTLE_SLEEP_SECONDS)  # yield the CPU; the bus is serviced below
-        self._service()
-        self._maybe_progress()
+    def _maybe_progress(self, walk: ScanThread) -> None:
+        if time.monotonic() >= self._next_progress:
+            self._send_progress(walk)
 
-    def _on_du_poll(self, throttled: bool) -> None:
-        if self._should_stop():
-            raise _Stopping
-        self._throttled = throttled
-        self._service()
-        self._maybe_progress()
-
-    def _maybe_progress(self) -> None:
-        if self._current is not None and time.monotonic() >= self._next_progress:
-            self._send_progress(self._current)
-
-    def _send_progress(self, job: ScanJob) -> None:
+    def _send_progress(self, walk: ScanThread) -> None:
+        job = walk.job
         expected = job.expected_entries or 0
         # An estimate from the previous scan; never 100 until the result is there.
-        progress = min(99, self._entries * 100 // expected) if expected > 0 else 0
+        progress = min(99, walk.entries * 100 // expected) if expected > 0 else 0
         self._link.send(
             ScanProgress(
                 scan_id=job.scan_id,
                 volume_id=job.volume_id,
                 progress=progress,
-                files_processed=self._files_processed,
-                current_size=self._current_size,
-                throttled=self._throttled,
+                files_processed=walk.files_processed,
+                current_size=walk.current_size,
+                throttled=walk.throttled,
             )
         )
         self._next_progress = time.monotonic() + self.settings.scan_progress_interval_seconds
 
 
-def run_worker(settings: Settings, pool_pid: int | None = None) -> None:
+def run_worker(
+    settings: Settings, pool_pid: int | None = None, channel: Connection | None = None
+) -> None:
     """A worker process's whole life: the target the pool spawns."""
     setup_logging("scanner", settings.log_level)
-    worker = ScanWorker(settings, pool_pid=pool_pid)
+    worker = ScanWorker(settings, pool_pid=pool_pid, channel=PoolChannel(channel))
     worker.install_signal_handlers()
     worker.startup()
     try:

@@ -15,8 +15,27 @@ blueprint = Blueprint("health", __name__, url_prefix="/api/v1")
 VERSION = "0.1.0"
 
 
-def _check(ok: bool, message: str, age: float | None = None) -> dict[str, Any]:
-    return {"status": "ok" if ok else "down", "message": message, "age_seconds": age}
+def _check(
+    ok: bool, message: str, age: float | None = None, *, degraded: bool = False
+) -> dict[str, Any]:
+    status = "down" if not ok else "degraded" if degraded else "ok"
+    return {"status": status, "message": message, "age_seconds": age}
+
+
+def _scanners_check(state: GatewayRuntime) -> dict[str, Any]:
+    alive, busy = state.broker.alive_count(), state.broker.busy_count()
+    message = f"{alive} workers alive, {busy} busy"
+    stuck_workers = state.broker.stuck_workers()
+    if stuck_workers:
+        held = ", ".join(
+            f"{w.worker_id} on {w.stuck.volume_id}" for w in stuck_workers if w.stuck is not None
+        )
+        message += f"; {len(stuck_workers)} abandoned in a hung filesystem ({held})"
+    stuck_volumes = state.scans.stuck.as_json()
+    if stuck_volumes:
+        names = ", ".join(str(stuck["volume_id"]) for stuck in stuck_volumes)
+        message += f"; {len(stuck_volumes)} volumes stuck, retried with back-off ({names})"
+    return _check(alive > 0, message, degraded=bool(stuck_workers or stuck_volumes))
 
 
 async def health_checks(state: GatewayRuntime) -> dict[str, dict[str, Any]]:
@@ -24,7 +43,6 @@ async def health_checks(state: GatewayRuntime) -> dict[str, dict[str, Any]]:
     watcher_age = state.state.watcher_age_seconds()
     watcher_ok = watcher_age is not None and watcher_age <= limit
     engine = state.state.engine
-    alive, busy = state.broker.alive_count(), state.broker.busy_count()
     database_ok = await state.store.ping()
     return {
         "docker": _check(
@@ -36,7 +54,7 @@ async def health_checks(state: GatewayRuntime) -> dict[str, dict[str, Any]]:
             "heartbeat current" if watcher_ok else "no heartbeat from the watcher",
             None if watcher_age is None else round(watcher_age, 3),
         ),
-        "scanners": _check(alive > 0, f"{alive} workers alive, {busy} busy"),
+        "scanners": _scanners_check(state),
         "database": _check(
             database_ok and state.store.write_problem is None,
             _database_message(state, database_ok),

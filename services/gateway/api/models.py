@@ -176,7 +176,7 @@ class AttachmentListOut(BaseModel):
 
 
 class HealthCheckOut(BaseModel):
-    status: Literal["ok", "down"]
+    status: Literal["ok", "degraded", "down"]
     message: str
     age_seconds: float | None = None
 
@@ -342,6 +342,21 @@ class ScheduleEntryOut(BaseModel):
     queued: bool
 
 
+class StuckVolumeOut(BaseModel):
+    volume_id: str
+    timeouts: int = Field(description="SCAN_TIMEOUTs in a row")
+    last_error: str
+    stuck_at: datetime
+    retry_at: datetime = Field(description="no scan of the volume starts before this")
+
+
+class AbandonedWorkerOut(BaseModel):
+    worker_id: str
+    scan_id: str
+    volume_id: str
+    stuck_since: datetime = Field(description="when its walk last moved")
+
+
 class SchedulerOut(BaseModel):
     enabled: bool
     interval_seconds: float
@@ -354,4 +369,10 @@ class SchedulerOut(BaseModel):
     due_now: int
     last_run_at: datetime | None
     next_run_at: datetime | None
+    stuck_volumes: list[StuckVolumeOut] = Field(
+        description="volumes whose scans timed out (a hung filesystem), and their back-off"
+    )
+    abandoned_workers: list[AbandonedWorkerOut] = Field(
+        description="workers left behind in a walk that stopped moving; not pool slots"
+    )
     schedule: list[ScheduleEntryOut]

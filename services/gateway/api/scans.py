@@ -24,10 +24,21 @@ from services.gateway.http.errors import ApiError, rate_limited
 from services.gateway.http.openapi_doc import document_errors
 from services.gateway.readmodel.catalog import result_json
 from services.gateway.runtime import runtime
-from services.gateway.scans.coordinator import ERROR_STATUS, Job, job_json
+from services.gateway.scans.jobs import Job, job_json
 from services.gateway.scans.methods import scan_methods
 
 blueprint = Blueprint("scans", __name__, url_prefix="/api/v1")
+
+# HTTP status for a scan that ended in an error, by code.
+ERROR_STATUS: dict[str, int] = {
+    "VOLUME_NOT_FOUND": 404,
+    "SCAN_PERMISSION_ERROR": 403,
+    "SCAN_PATH_ERROR": 422,
+    "SCAN_TIMEOUT": 504,
+    "SCANNER_UNAVAILABLE": 503,
+    "SCAN_WORKER_LOST": 502,
+    "SCAN_FAILED": 500,
+}
 
 MAX_BODY_BYTES = 1 << 20
 

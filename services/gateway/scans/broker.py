@@ -26,6 +26,7 @@ from common.messages import (
     ScanFinished,
     ScanJob,
     ScanProgress,
+    StuckWalk,
     WorkerHeartbeat,
     decode,
     encode,
@@ -53,6 +54,8 @@ class WorkerInfo:
     throttled: bool = False
     host_busy_percent: float = 0.0
     scan_id: str | None = None  # the job we believe it holds
+    retired: bool = False  # replaced in its pool; it only finishes what it holds
+    stuck: StuckWalk | None = None  # its walk hangs in a filesystem that stopped answering
     assigned_at: float = 0.0
     # Outcomes it sent that are not stored yet: its job is done, but not ended here.
     pending_outcomes: set[str] = field(default_factory=set)
@@ -82,14 +85,21 @@ class ScanBroker:
     # --- what the coordinator asks ----------------------------------------------------
 
     def alive_count(self) -> int:
-        return len(self.workers)
+        """Workers in a pool's slots: retired ones are alive but take no work."""
+        return sum(1 for worker in self.workers.values() if not worker.retired)
 
     def busy_count(self) -> int:
-        return sum(1 for worker in self.workers.values() if worker.scan_id is not None)
+        working = (w for w in self.workers.values() if w.scan_id is not None and not w.retired)
+        return sum(1 for _ in working)
+
+    def stuck_workers(self) -> list[WorkerInfo]:
+        return [worker for worker in self.workers.values() if worker.stuck is not None]
 
     def take_ready_worker(self) -> WorkerInfo | None:
         """The ready worker idle the longest (least recently assigned)."""
-        ready = [w for w in self.workers.values() if w.ready and w.scan_id is None]
+        ready = [
+            w for w in self.workers.values() if w.ready and w.scan_id is None and not w.retired
+        ]
         return min(ready, key=lambda worker: worker.assigned_at) if ready else None
 
     async def assign(self, worker: WorkerInfo, job: ScanJob) -> None:
@@ -126,7 +136,10 @@ class ScanBroker:
             worker = self.workers.get(identity)
             now = time.monotonic()
             if worker is None:
-                worker_id = getattr(message, "worker_id", None) or identity.hex()
+                # Workers route under their id, so a first message without one still names it.
+                worker_id = getattr(message, "worker_id", None) or identity.decode(
+                    "utf-8", "replace"
+                )
                 worker = self.workers[identity] = WorkerInfo(identity, worker_id, now)
                 log.info("worker joined worker=%s workers=%d", worker_id, len(self.workers))
             worker.last_seen = now
@@ -147,6 +160,13 @@ class ScanBroker:
     def _on_heartbeat(self, worker: WorkerInfo, beat: WorkerHeartbeat) -> None:
         worker.throttled = beat.throttled
         worker.host_busy_percent = beat.host_busy_percent
+        if beat.retired and not worker.retired:
+            log.warning(
+                "worker retired worker=%s stuck_scan_id=%s",
+                worker.worker_id,
+                beat.stuck.scan_id if beat.stuck else "-",
+            )
+        worker.retired, worker.stuck = beat.retired, beat.stuck
         if beat.current_scan_id is not None:
             if worker.scan_id != beat.current_scan_id:
                 # It holds a job we did not give it: we restarted while it worked. Adopt it.

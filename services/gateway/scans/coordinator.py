@@ -14,7 +14,6 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from common.messages import (
@@ -31,78 +30,14 @@ from common.messages import (
 from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.http.errors import ApiError, volume_not_found
-from services.gateway.readmodel.catalog import VolumeCatalog, result_json, rfc3339
-from services.gateway.scans.broker import ScanBroker
+from services.gateway.readmodel.catalog import VolumeCatalog
+from services.gateway.scans.broker import ScanBroker, WorkerInfo
+from services.gateway.scans.jobs import Job, terminal_event
+from services.gateway.scans.stuck import StuckVolumes
 from services.gateway.storage.store import JobRow, Store, StoreNotWritable
 from services.gateway.ws.hub import WsHub, envelope
 
 log = logging.getLogger("gateway.scans")
-
-# HTTP status for a scan that ended in an error, by code.
-ERROR_STATUS: dict[str, int] = {
-    "VOLUME_NOT_FOUND": 404,
-    "SCAN_PERMISSION_ERROR": 403,
-    "SCAN_PATH_ERROR": 422,
-    "SCAN_TIMEOUT": 504,
-    "SCANNER_UNAVAILABLE": 503,
-    "SCAN_WORKER_LOST": 502,
-    "SCAN_FAILED": 500,
-}
-
-
-@dataclass(slots=True)
-class Job:
-    row: JobRow
-    progress: int = 0
-    files_processed: int = 0
-    current_size: int = 0
-    throttled: bool = False
-    worker_id: str | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def terminal(self) -> bool:
-        return self.row.status in ("completed", "failed")
-
-
-def job_json(row: JobRow, live: Job | None = None) -> dict[str, Any]:
-    finished = row.status in ("completed", "failed")
-    result = row.result
-    return {
-        "scan_id": row.scan_id,
-        "volume_id": row.volume_id,
-        "method": row.method,
-        "status": row.status,
-        "progress": 100 if row.status == "completed" else (live.progress if live else 0),
-        "files_processed": result.file_count + result.directory_count
-        if result
-        else (live.files_processed if live else 0),
-        "current_size": result.total_size if result else (live.current_size if live else 0),
-        "throttled": bool(live and live.throttled and not finished),
-        "attempts": row.attempts,
-        "requested_at": rfc3339(row.requested_at),
-        "started_at": rfc3339(row.started_at) if row.started_at else None,
-        "finished_at": rfc3339(row.finished_at) if row.finished_at else None,
-        "result": result_json(result, cache_hit=False) if result else None,
-        "error": row.failure.model_dump() if row.failure else None,
-    }
-
-
-def terminal_event(
-    scan_id: str, volume_id: str, result: ScanResultData | None, failure: ScanFailure | None
-) -> tuple[str, str, dict[str, Any]]:
-    """(volume_id, type, data) of the one terminal WebSocket message of a scan."""
-    if result is not None:
-        data = {
-            "scan_id": scan_id,
-            "volume_id": volume_id,
-            "cached": False,
-            "result": result_json(result, cache_hit=False),
-        }
-        return volume_id, "scan_complete", data
-    assert failure is not None
-    data = {"scan_id": scan_id, "error": failure.message, "code": failure.code}
-    return volume_id, "scan_error", data
 
 
 class ScanCoordinator:
@@ -126,6 +61,10 @@ class ScanCoordinator:
         self._finish_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self.finish_listeners: list[Callable[[JobRow], None]] = []  # after each terminal commit
+        self.stuck = StuckVolumes(
+            settings.scan_retry_backoff_seconds, settings.scan_retry_backoff_max_seconds
+        )
+        self._retry_timer: asyncio.TimerHandle | None = None
         broker.listener = self
 
     async def close(self) -> None:
@@ -217,46 +156,70 @@ class ScanCoordinator:
 
     async def _dispatch(self) -> None:
         async with self._dispatch_lock:
-            while self.queue:
-                worker = self.broker.take_ready_worker()
-                if worker is None:
-                    return
-                job = self.jobs.get(self.queue.popleft())
-                if job is None or job.terminal:
-                    continue
-                view = self.catalog.get(job.row.volume_id)
-                if view is None:
-                    await self._finish(
-                        job,
-                        None,
-                        ScanFailure(
-                            code="VOLUME_NOT_FOUND", message=f"volume {job.row.volume_id!r} is gone"
-                        ),
-                    )
-                    continue
-                previous = self.catalog.latest_result(job.row.volume_id)
-                job.row.attempts += 1
-                job.row.status = "running"
-                job.row.started_at = utc_now()
-                job.worker_id = worker.worker_id
-                await self.broker.assign(
-                    worker,
-                    ScanJob(
-                        scan_id=job.row.scan_id,
-                        volume_id=job.row.volume_id,
-                        mountpoint=view.record.mountpoint,
-                        method=job.row.method,
-                        expected_entries=previous.file_count + previous.directory_count
-                        if previous and previous.method == "native"
-                        else None,
-                        attempt=job.row.attempts,
-                        volumes_dir=self.catalog.engine_volumes_dir,
-                    ),
-                )
-                await self._store_step(
-                    self.store.mark_running(job.row.scan_id, job.row.started_at, job.row.attempts),
-                    job.row.scan_id,
-                )
+            waiting: list[str] = []  # volumes in their back-off keep their place
+            try:
+                while self.queue:
+                    worker = self.broker.take_ready_worker()
+                    if worker is None:
+                        return
+                    scan_id = self.queue.popleft()
+                    job = self.jobs.get(scan_id)
+                    if job is None or job.terminal:
+                        continue
+                    backoff = self.stuck.wait_seconds(job.row.volume_id)
+                    if backoff > 0:
+                        waiting.append(scan_id)
+                        self._dispatch_later(backoff)
+                        continue
+                    await self._hand_out(job, worker)
+            finally:
+                self.queue.extendleft(reversed(waiting))
+
+    def _dispatch_later(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        if self._retry_timer is not None and self._retry_timer.when() <= when:
+            return  # an earlier wake-up is set already
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._retry_timer = loop.call_at(when, self.dispatch)
+
+    async def _hand_out(self, job: Job, worker: WorkerInfo) -> None:
+        view = self.catalog.get(job.row.volume_id)
+        if view is None:
+            await self._finish(
+                job,
+                None,
+                ScanFailure(
+                    code="VOLUME_NOT_FOUND", message=f"volume {job.row.volume_id!r} is gone"
+                ),
+            )
+            return
+        previous = self.catalog.latest_result(job.row.volume_id)
+        job.row.attempts += 1
+        job.row.status = "running"
+        job.row.started_at = utc_now()
+        job.worker_id = worker.worker_id
+        await self.broker.assign(
+            worker,
+            ScanJob(
+                scan_id=job.row.scan_id,
+                volume_id=job.row.volume_id,
+                mountpoint=view.record.mountpoint,
+                method=job.row.method,
+                expected_entries=previous.file_count + previous.directory_count
+                if previous and previous.method == "native"
+                else None,
+                attempt=job.row.attempts,
+                volumes_dir=self.catalog.engine_volumes_dir,
+                timeout_seconds=self.settings.scan_timeout_seconds,
+                stall_timeout_seconds=self.settings.scan_stall_timeout_seconds,
+            ),
+        )
+        await self._store_step(
+            self.store.mark_running(job.row.scan_id, job.row.started_at, job.row.attempts),
+            job.row.scan_id,
+        )
 
     # --- broker events ------------------------------------------------------------------
 
@@ -289,6 +252,17 @@ class ScanCoordinator:
         job = self.jobs.get(message.scan_id)
         if job is None:
             log.info("outcome of an ended scan acknowledged scan_id=%s", message.scan_id)
+            return True
+        if message.attempt < job.row.attempts:
+            # A worker we gave up on (stopped, then resumed) finished after the job went
+            # to another: that attempt's outcome is the one that counts.
+            log.info(
+                "late outcome dropped scan_id=%s worker=%s attempt=%d current_attempt=%d",
+                message.scan_id,
+                message.worker_id,
+                message.attempt,
+                job.row.attempts,
+            )
             return True
         failure = message.failure
         if message.result is None and failure is None:
@@ -328,6 +302,8 @@ class ScanCoordinator:
         job = self.jobs.get(scan_id)
         if job is None or job.terminal:
             return
+        if job.worker_id not in (None, worker_id):
+            return  # it went to another worker after this one fell silent: that one has it
         if scan_id in self.queue:
             self.queue.remove(scan_id)
         job.row.status = "running"
@@ -377,6 +353,10 @@ class ScanCoordinator:
                 listener(row)
             if result is not None:
                 self.catalog.set_result(result)
+            if failure is not None and failure.code == "SCAN_TIMEOUT":
+                self.stuck.timed_out(row.volume_id, failure.message)
+            else:
+                self.stuck.cleared(row.volume_id)
             _, event_type, data = event
             self.hub.broadcast_event(event_id, event_type, data, row.volume_id)
             log.info(

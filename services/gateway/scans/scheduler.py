@@ -219,5 +219,16 @@ class ScanScheduler:
             "due_now": sum(1 for moment in upcoming if moment.timestamp() <= now),
             "last_run_at": _timestamp(self.last_run_at),
             "next_run_at": min(upcoming, default=None),
+            "stuck_volumes": self.scans.stuck.as_json(),
+            "abandoned_workers": [
+                {
+                    "worker_id": worker.worker_id,
+                    "scan_id": worker.stuck.scan_id,
+                    "volume_id": worker.stuck.volume_id,
+                    "stuck_since": worker.stuck.since,
+                }
+                for worker in self.broker.stuck_workers()
+                if worker.stuck is not None
+            ],
             "schedule": [asdict(entry) for entry in entries],
         }
