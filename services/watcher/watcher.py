@@ -38,7 +38,10 @@ log = logging.getLogger("watcher")
 
 STATE_TOPIC = b"state"
 HEARTBEAT_TOPIC = b"hb"
-MAX_BACKOFF_SECONDS = 30.0
+# While the engine is down it is asked again this often, and the event stream reconnects as
+# often: a failed connect costs next to nothing, and a long back-off is what made the list
+# converge 16 s after the engine came back. An answer (or the stream's return) wakes the poll.
+RECONNECT_SECONDS = 1.0
 
 
 class Watcher:
@@ -128,38 +131,43 @@ class Watcher:
 
     async def _poll_loop(self) -> None:
         api: docker.APIClient | None = None
-        backoff = self.settings.poll_interval_seconds
         while True:
             self._wake.clear()
             try:
                 if api is None:  # creating one asks the engine its API version
                     api = await asyncio.to_thread(make_api_client, self.settings)
-                if self._volumes_dir is None:  # once: it does not change while we run
+                    # Read again on every (re)connection: a restarted engine may have
+                    # another data root, and scans are confined to its volumes directory.
                     self._volumes_dir = await asyncio.to_thread(engine_volumes_dir, api)
                 volumes = await asyncio.to_thread(read_volume_records, api)
             except Exception as error:  # engine down or answering garbage: retry, never crash
                 api = None
                 engine = EngineStatus(reachable=False, error=f"{type(error).__name__}: {error}")
+                if engine.reachable != self.engine.reachable or self.seq == 0:
+                    log.warning(
+                        "engine unreachable retry_every=%.1fs error=%s",
+                        RECONNECT_SECONDS,
+                        engine.error,
+                    )
                 await self._publish_if_changed(self.volumes, engine)
-                log.warning("engine unreachable retry_in=%.1fs error=%s", backoff, engine.error)
-                wait = backoff
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                wait = RECONNECT_SECONDS
             else:
                 engine = EngineStatus(reachable=True, volumes_dir=self._volumes_dir)
+                if not self.engine.reachable:
+                    log.info("engine reachable volumes_dir=%s", self._volumes_dir)
                 await self._publish_if_changed(volumes, engine)
-                backoff = wait = self.settings.poll_interval_seconds
+                wait = self.settings.poll_interval_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
     def _follow_events(self, loop: asyncio.AbstractEventLoop) -> None:
         """Thread: any volume or container event wakes the poller at once."""
-        backoff = 0.5
         while True:  # a daemon thread: it ends with the process
             try:
                 api = make_api_client(self.settings)
                 stream = api.events(decode=True, filters={"type": ["volume", "container"]})
                 loop.call_soon_threadsafe(self._wake.set)  # catch what happened while away
-                backoff = 0.5
+                log.info("following the engine's event stream")
                 for event in stream:
                     log.debug(
                         "engine event type=%s action=%s id=%s",
@@ -169,11 +177,12 @@ class Watcher:
                     )
                     loop.call_soon_threadsafe(self._wake.set)
             except (docker.errors.DockerException, OSError, ValueError) as error:
-                log.debug("event stream lost retry_in=%.1fs error=%s", backoff, error)
+                log.debug("event stream lost retry_in=%.1fs error=%s", RECONNECT_SECONDS, error)
             except RuntimeError:  # the loop closed: we are shutting down
                 return
-            time.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            with contextlib.suppress(RuntimeError):  # the loop closed: we are shutting down
+                loop.call_soon_threadsafe(self._wake.set)  # the stream ended: ask at once
+            time.sleep(RECONNECT_SECONDS)
 
     async def _serve_snapshots(self) -> None:
         assert self._snapshots is not None

@@ -93,7 +93,6 @@ class PrivateEngine:
 
     @classmethod
     def start(cls, timeout: float = START_TIMEOUT) -> PrivateEngine:
-        dockerd = find_dockerd()
         if os.geteuid() != 0:
             raise EngineError(
                 "the private Docker engine needs root (dockerd mounts and runs runc); "
@@ -101,9 +100,19 @@ class PrivateEngine:
             )
         # Keep the path short: the API socket lives here and sun_path is 108 bytes.
         root = Path(tempfile.mkdtemp(prefix="vv-", dir="/tmp"))
+        engine = cls(root, cls._launch(root, root / "data"))
+        try:
+            engine._wait_ready(timeout)
+        except BaseException:
+            engine.stop()
+            raise
+        return engine
+
+    @staticmethod
+    def _launch(root: Path, data_root: Path) -> subprocess.Popen[bytes]:
         argv = [
-            dockerd,
-            "--data-root", str(root / "data"),
+            find_dockerd(),
+            "--data-root", str(data_root),
             "--exec-root", str(root / "exec"),
             "--pidfile", str(root / "docker.pid"),
             "-H", f"unix://{root / 'docker.sock'}",
@@ -113,8 +122,8 @@ class PrivateEngine:
             "--ip-masq=false",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        with open(root / "dockerd.log", "wb") as log:
-            process = subprocess.Popen(
+        with open(root / "dockerd.log", "ab") as log:
+            return subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -122,13 +131,22 @@ class PrivateEngine:
                 env=env,
                 start_new_session=True,
             )
-        engine = cls(root, process)
-        try:
-            engine._wait_ready(timeout)
-        except BaseException:
-            engine.stop()
-            raise
-        return engine
+
+    def pause_daemon(self) -> None:
+        """Stop dockerd and keep everything it made, as an engine restart or outage does."""
+        if self._client is not None:
+            with contextlib.suppress(DockerException, OSError):
+                self._client.close()
+            self._client = None
+        self._stop_process()
+
+    def resume_daemon(self, data_root: Path | None = None, timeout: float = START_TIMEOUT) -> None:
+        """Start dockerd again on the same socket, with `data_root` if given (a move of
+        DockerRootDir); returns once it answers."""
+        if data_root is not None:
+            self.data_root = data_root
+        self.process = self._launch(self.root, self.data_root)
+        self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
