@@ -89,8 +89,10 @@ def test_an_engine_restart_is_followed_with_no_restart_of_ours(
 
             control(str(gate), "release")  # the scan finishes: the engine never mattered
             wait_until(
-                lambda: httpx.get(f"{stack.base_url}/api/v1/scans/{scan_id}").json()["status"]
-                == "completed",
+                lambda: (
+                    httpx.get(f"{stack.base_url}/api/v1/scans/{scan_id}").json()["status"]
+                    == "completed"
+                ),
                 30,
                 message="the scan held across the outage never completed",
             )
