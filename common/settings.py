@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     scan_interval_seconds: float = Field(3600.0, ge=0, validation_alias=_env("VV_SCAN_INTERVAL"))
     scheduler_tick_seconds: float = Field(5.0, gt=0, validation_alias=_env("VV_SCHEDULER_TICK"))
     history_days: float = Field(90.0, gt=0, validation_alias=_env("VV_HISTORY_DAYS"))
+    history_thin_interval_seconds: float = Field(
+        3600.0, gt=0, validation_alias=_env("VV_HISTORY_THIN_INTERVAL")
+    )
     static_dir: Path | None = Field(None, validation_alias=_env("VV_STATIC_DIR"))
 
     @field_validator("static_dir", mode="before")

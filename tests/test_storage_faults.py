@@ -15,7 +15,9 @@ import psutil
 from services.gateway.storage.schema import SCHEMA_VERSION
 from tests.support.api import start_services, volume_with_file, wait_scanners
 from tests.support.engine import PrivateEngine
+from tests.support.hung_fs import control, mounted
 from tests.support.processes import Stack
+from tests.support.trees import mountpoint
 from tests.support.waiting import wait_until
 
 FIXTURE = Path(__file__).with_name("fixtures") / "store-before-versions.sql"
@@ -180,43 +182,49 @@ def test_a_requeue_racing_a_finish_never_resurrects_the_job(
 
 
 def test_a_database_locked_past_the_liveness_limit_costs_no_worker(
-    engine: PrivateEngine, stack: Stack
+    engine: PrivateEngine, stack: Stack, tmp_path: Path
 ) -> None:
-    start_services(stack, VV_SCANNER_WORKERS=1, VV_SCAN_INTERVAL=0)
-    volume_with_file(engine, stack, "vv-locked", b"l" * 2468)
-    holder = sqlite3.connect(stack.data_dir / DATABASE, timeout=0)
-    holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock...
-    try:
-        with stack.ws() as ws:
-            accepted = httpx.post(
-                stack.base_url + "/api/v1/volumes/vv-locked/size/refresh",
-                json={"async": True},
-                timeout=30,  # it waits out SQLite's busy timeout first
-            )
-            assert accepted.status_code == 503  # nothing can be queued: clear, and soon again
-            assert accepted.json()["code"] == "STORAGE_BUSY"
-            assert accepted.headers["Retry-After"] == "1"
-            holder.rollback()
-            accepted = httpx.post(
-                stack.base_url + "/api/v1/volumes/vv-locked/size/refresh",
-                json={"async": True},
-                timeout=30,  # it waits out SQLite's busy timeout first
-            )
-            scan_id = accepted.json()["scan_id"]
-            holder.execute("BEGIN EXCLUSIVE")  # ...while the scan runs and finishes
-            gateway = stack["gateway"]
-            line = (
-                f"outcome not stored (database not writable), kept for a resend scan_id={scan_id}"
-            )
-            gateway.wait_for_log(line, timeout=30)
-            # Each attempt waits out SQLite's 5 s busy timeout: a second one means the lock
-            # has been held past the 3 s liveness limit.
-            wait_until(lambda: gateway.log_text().count(line) >= 2, 30, message="one try")
-            holder.rollback()
-            done = ws.recv_type("scan_complete", timeout=30)
-            assert done["data"]["scan_id"] == scan_id
-    finally:
-        holder.close()
+    engine.client.volumes.create("vv-locked")
+    with mounted(mountpoint(engine, "vv-locked"), tmp_path / "hold.sock") as gate:
+        start_services(stack, "vv-locked", VV_SCANNER_WORKERS=1, VV_SCAN_INTERVAL=0)
+        # Another process takes the write lock (waiting out any write of the gateway's).
+        holder = sqlite3.connect(stack.data_dir / DATABASE, timeout=30)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            with stack.ws() as ws:
+                accepted = httpx.post(
+                    stack.base_url + "/api/v1/volumes/vv-locked/size/refresh",
+                    json={"async": True},
+                    timeout=30,  # it waits out SQLite's busy timeout first
+                )
+                assert accepted.status_code == 503  # nothing can be queued: clear, soon again
+                assert accepted.json()["code"] == "STORAGE_BUSY"
+                assert accepted.headers["Retry-After"] == "1"
+                holder.rollback()
+                accepted = httpx.post(
+                    stack.base_url + "/api/v1/volumes/vv-locked/size/refresh",
+                    json={"async": True},
+                    timeout=30,
+                )
+                scan_id = accepted.json()["scan_id"]
+                # The walk is held in its file system while the lock is taken again...
+                wait_until(lambda: int(control(str(gate), "blocked")) >= 1, 30)
+                holder.execute("BEGIN EXCLUSIVE")
+                control(str(gate), "release")  # ...and the scan finishes under the lock
+                gateway = stack["gateway"]
+                line = (
+                    "outcome not stored (database not writable), kept for a resend "
+                    f"scan_id={scan_id}"
+                )
+                gateway.wait_for_log(line, timeout=30)
+                # Each attempt waits out SQLite's 5 s busy timeout: a second one means the
+                # lock has been held past the 3 s liveness limit.
+                wait_until(lambda: gateway.log_text().count(line) >= 2, 30, message="one try")
+                holder.rollback()
+                done = ws.recv_type("scan_complete", timeout=30)
+                assert done["data"]["scan_id"] == scan_id
+        finally:
+            holder.close()
     log = stack["gateway"].log_text()
     assert "worker lost" not in log and "requeued" not in log and "never started" not in log
     assert httpx.get(f"{stack.base_url}/api/v1/scans/{scan_id}").json()["status"] == "completed"

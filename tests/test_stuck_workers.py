@@ -85,6 +85,12 @@ def test_a_hung_filesystem_times_out_and_costs_the_pool_nothing(
             assert "stopped answering" in error["data"]["error"]
         job = httpx.get(f"{stack.base_url}/api/v1/scans/{hung}").json()
         assert job["status"] == "failed" and job["error"]["code"] == "SCAN_TIMEOUT"
+        # The forecast's free-space probe hangs too: a bounded wait, then it says so at once.
+        forecast = stack.base_url + "/api/v1/volumes/vv-hung/forecast"
+        first = httpx.get(forecast, timeout=30).json()["filesystem"]
+        assert first["free_bytes"] is None and "did not answer" in first["error"]
+        second = httpx.get(forecast, timeout=30).json()["filesystem"]
+        assert "has not answered for" in second["error"]
 
         # A synchronous request waits out the back-off, stalls again: 504 with the error body.
         again = refresh(stack, "vv-hung")

@@ -17,6 +17,7 @@ from quart import current_app
 from common import bus
 from common.settings import Settings
 from common.tasks import start_essential
+from services.gateway.history.filesystems import FilesystemProbe
 from services.gateway.history.points import History
 from services.gateway.http.rate_limit import ClientRateLimiter
 from services.gateway.http.session import SessionSigner
@@ -59,6 +60,9 @@ class GatewayRuntime:
             settings.scan_requests_per_minute / 60, settings.scan_request_burst
         )
         self.history = History(self.store, settings.history_days)
+        self.filesystems = FilesystemProbe()
+        self.catalog.on_membership(self.history.membership_changed)
+        self.catalog.on_membership(self.scans.volumes_left)
         self.trees = Trees(self.store)
         self.sessions = (
             SessionSigner(settings.api_token.get_secret_value(), settings.session_ttl_seconds)
@@ -84,7 +88,10 @@ class GatewayRuntime:
             *self.broker.start(),
             start_essential(self.hub.run_volume_updates(), "volume-updates"),
             start_essential(self.hub.run_send_watchdog(), "ws-send-watchdog"),
-            start_essential(self.history.run_thinning(), "history-thinning"),
+            start_essential(
+                self.history.run_thinning(self.settings.history_thin_interval_seconds),
+                "history-thinning",
+            ),
         ]
         if self.scheduler.enabled:
             self._tasks.append(start_essential(self.scheduler.run(), "scheduler"))
@@ -107,6 +114,8 @@ class GatewayRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.broker.stop_finishing()
         await self.scans.close()
+        await self.history.close()
+        self.filesystems.close()
         self.state.close()
         self.broker.close()
         await self.store.close()

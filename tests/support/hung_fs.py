@@ -3,10 +3,10 @@
 Run as its own process: `python -m tests.support.hung_fs MOUNTPOINT CONTROL_SOCKET`, or
 through `mounted()`, which starts it, waits for the mount, and takes it down afterwards.
 It holds one directory `dir` with two files. While the gate is closed, listing any
-directory blocks inside the kernel, as a walk on a dead server does. The control socket
-takes one line per connection and answers one line:
-    `blocked`  how many listings are waiting at the gate now
-    `release`  open the gate for good (every waiting listing returns)
+directory or asking for the free space blocks inside the kernel, as on a dead server. The
+control socket takes one line per connection and answers one line:
+    `blocked`  how many calls are waiting at the gate now
+    `release`  open the gate for good (every waiting call returns)
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class HungFs(fuse.Operations):  # type: ignore[misc]
                     "st_blocks": (size + BLOCK - 1) // BLOCK}  # fmt: skip
         raise fuse.FuseOSError(errno.ENOENT)
 
-    def readdir(self, path: str, fh: Any) -> list[str]:
+    def _wait_at_gate(self) -> None:
         with self._lock:
             self.blocked += 1
         try:
@@ -62,6 +62,14 @@ class HungFs(fuse.Operations):  # type: ignore[misc]
         finally:
             with self._lock:
                 self.blocked -= 1
+
+    def statfs(self, path: str) -> dict[str, int]:
+        self._wait_at_gate()
+        return {"f_bsize": BLOCK, "f_frsize": BLOCK, "f_blocks": 1 << 20, "f_bfree": 1 << 19,
+                "f_bavail": 1 << 19, "f_files": 1000, "f_ffree": 900, "f_namemax": 255}  # fmt: skip
+
+    def readdir(self, path: str, fh: Any) -> list[str]:
+        self._wait_at_gate()
         if path == "/":
             return [".", "..", "dir"]
         if path == "/dir":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 from dataclasses import asdict
 from typing import Any
 
@@ -24,8 +22,6 @@ from services.gateway.runtime import runtime
 
 blueprint = Blueprint("history", __name__, url_prefix="/api/v1")
 
-STATVFS_TIMEOUT_SECONDS = 5.0
-
 
 @blueprint.get("/volumes/<volume_id>/history")
 @validate_querystring(HistoryQuery)
@@ -44,29 +40,6 @@ async def volume_history(volume_id: str, query_args: HistoryQuery) -> dict[str, 
     }
 
 
-async def filesystem_of(path: str) -> dict[str, Any]:
-    """Free and total bytes of the filesystem holding `path`, as this process sees it.
-
-    The gateway runs on the engine's host, so it can usually stat the mountpoint; when it
-    cannot (another host, a VM as with Docker Desktop, no permission) the figures are null
-    and `error` says why.
-    """
-    try:
-        stat = await asyncio.wait_for(asyncio.to_thread(os.statvfs, path), STATVFS_TIMEOUT_SECONDS)
-    except TimeoutError:
-        error = f"statvfs did not answer within {STATVFS_TIMEOUT_SECONDS:.0f} s"
-    except OSError as failure:
-        error = f"cannot stat the mountpoint from the gateway: {failure.strerror or failure}"
-    else:
-        return {
-            "path": path,
-            "free_bytes": stat.f_bavail * stat.f_frsize,
-            "total_bytes": stat.f_blocks * stat.f_frsize,
-            "error": None,
-        }
-    return {"path": path, "free_bytes": None, "total_bytes": None, "error": error}
-
-
 @blueprint.get("/volumes/<volume_id>/forecast")
 @validate_querystring(ForecastQuery)
 @validate_response(ForecastOut, 200)
@@ -74,7 +47,7 @@ async def filesystem_of(path: str) -> dict[str, Any]:
 async def volume_forecast(volume_id: str, query_args: ForecastQuery) -> dict[str, Any]:
     view = find_volume(volume_id)
     sizes = await runtime().history.sizes(volume_id)
-    filesystem = await filesystem_of(view.record.mountpoint)
+    filesystem = asdict(await runtime().filesystems.space(view.record.mountpoint))
     result = forecast(
         sizes, utc_now(), query_args.days, filesystem["free_bytes"], filesystem["error"]
     )

@@ -2,9 +2,14 @@
 
 The points are the rows of `scan_results` (one per finished scan). Points younger than
 `history_days` are all kept; older ones are thinned to the last point of each UTC day (kept
-for good: one row a day per volume), and finished jobs older than that lose their job row
-unless their result is one of the points kept. The latest result of a volume is always the
-last of its day, so it is never thinned away.
+while the volume exists: one row a day per volume), and finished jobs older than that lose
+their job row unless their result is one of the points kept. The latest result of a volume
+is always the last of its day, so it is never thinned away. A removed volume keeps its
+history for the window too, then all of it goes (storage/removals.py).
+
+Each pass looks only at rows that crossed the cutoff since the pass before (from the start
+of that cutoff's UTC day, so a day's last point is chosen among all of that day's rows),
+not at every old row again.
 """
 
 from __future__ import annotations
@@ -15,27 +20,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from common.messages import utc_now
-from services.gateway.storage.store import Store, utc_text
+from services.gateway.storage.removals import PURGE_REMOVED, note_membership
+from services.gateway.storage.store import Store, StoreNotWritable, utc_text
 
 log = logging.getLogger("gateway.history")
 
-THINNING_INTERVAL_SECONDS = 3600.0
-
 _THIN_RESULTS = """
     DELETE FROM scan_results
-    WHERE scanned_at < :cutoff AND scan_id NOT IN (
+    WHERE scanned_at < :cutoff AND scanned_at >= :since AND scan_id NOT IN (
         SELECT scan_id FROM (
             SELECT scan_id, ROW_NUMBER() OVER (
                 PARTITION BY volume_id, substr(scanned_at, 1, 10)
                 ORDER BY scanned_at DESC, scan_id DESC
             ) AS rank
-            FROM scan_results WHERE scanned_at < :cutoff
+            FROM scan_results WHERE scanned_at < :cutoff AND scanned_at >= :since
         ) WHERE rank = 1
     )
 """
 _DROP_OLD_JOBS = """
     DELETE FROM scan_jobs
-    WHERE finished_at < :cutoff AND status IN ('completed', 'failed')
+    WHERE finished_at < :cutoff AND finished_at >= :since
+      AND status IN ('completed', 'failed')
       AND scan_id NOT IN (SELECT scan_id FROM scan_results)
 """
 _DROP_OLD_EVENTS = "DELETE FROM scan_events WHERE created_at < :cutoff"
@@ -62,6 +67,27 @@ class History:
     def __init__(self, store: Store, history_days: float) -> None:
         self.store = store
         self.history_days = history_days
+        self._since = ""  # rows before this were thinned by an earlier pass ("": none yet)
+        self._writes: set[asyncio.Task[None]] = set()
+
+    def membership_changed(self, added: frozenset[str], removed: frozenset[str]) -> None:
+        """The catalog's membership listener: note removals and returns in the store."""
+        task = asyncio.get_running_loop().create_task(self._note(added, removed))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _note(self, added: frozenset[str], removed: frozenset[str]) -> None:
+        try:
+            async with self.store.writing() as db:
+                await note_membership(db, sorted(removed), sorted(added), utc_text(utc_now()))
+        except StoreNotWritable as error:
+            # Not lost for good: the next start sees results of volumes the engine lacks.
+            log.warning("volume removals not stored removed=%d error=%s", len(removed), error)
+
+    async def close(self) -> None:
+        for task in list(self._writes):
+            task.cancel()
+        await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def points(
         self,
@@ -100,21 +126,28 @@ class History:
 
     async def thin(self, now: datetime | None = None) -> tuple[int, int]:
         """Thin points older than the history window; (points removed, jobs removed)."""
-        cutoff = utc_text((now or utc_now()) - timedelta(days=self.history_days))
+        cutoff_at = (now or utc_now()) - timedelta(days=self.history_days)
+        cutoff = utc_text(cutoff_at)
+        window = {"cutoff": cutoff, "since": self._since}
         async with self.store.writing() as db:
-            results = await db.execute(_THIN_RESULTS, {"cutoff": cutoff})
-            jobs = await db.execute(_DROP_OLD_JOBS, {"cutoff": cutoff})
+            results = await db.execute(_THIN_RESULTS, window)
+            jobs = await db.execute(_DROP_OLD_JOBS, window)
             # Terminal events only serve WebSocket resumes: none needs them for that long.
             await db.execute(_DROP_OLD_EVENTS, {"cutoff": cutoff})
             await db.execute(_DROP_OLD_TREES, {"cutoff": cutoff})
-        removed = (max(results.rowcount, 0), max(jobs.rowcount, 0))
+            purged = [await db.execute(sql, {"cutoff": cutoff}) for sql in PURGE_REMOVED]
+        self._since = utc_text(cutoff_at.replace(hour=0, minute=0, second=0, microsecond=0))
+        removed = (
+            max(results.rowcount, 0) + max(purged[0].rowcount, 0),
+            max(jobs.rowcount, 0) + max(purged[2].rowcount, 0),
+        )
         if any(removed):
             log.info(
                 "history thinned points_removed=%d jobs_removed=%d cutoff=%s", *removed, cutoff
             )
         return removed
 
-    async def run_thinning(self, every_seconds: float = THINNING_INTERVAL_SECONDS) -> None:
+    async def run_thinning(self, every_seconds: float) -> None:
         """Thin now, then periodically; a failure is logged and retried next time."""
         while True:
             try:

@@ -54,6 +54,17 @@ class RuntimeCollector:
         yield _gauge("scanner_workers", "Scanner workers alive", state.broker.alive_count())
         yield _gauge("scanner_workers_busy", "Scanner workers scanning", state.broker.busy_count())
         yield _gauge(
+            "scanner_workers_abandoned",
+            "Scanner workers left behind in a hung filesystem",
+            len(state.broker.stuck_workers()),
+        )
+        yield _gauge(
+            "volumes_stuck", "Volumes whose scans time out, in back-off", len(state.scans.stuck)
+        )
+        yield _gauge(
+            "results_in_memory", "Latest scan results held in memory", state.catalog.result_count()
+        )
+        yield _gauge(
             "scheduled_scans_pending",
             "Scans queued by the scheduler and not finished yet",
             state.scheduler.pending_count(),

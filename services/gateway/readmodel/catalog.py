@@ -94,6 +94,7 @@ class VolumeView:
 
 
 ChangeListener = Callable[[], None]
+MembershipListener = Callable[[frozenset[str], frozenset[str]], None]
 
 
 class VolumeCatalog:
@@ -105,12 +106,18 @@ class VolumeCatalog:
         self._views: dict[str, VolumeView] = {}
         self._ordered: list[VolumeView] = []
         self._listeners: list[ChangeListener] = []
+        self._membership_listeners: list[MembershipListener] = []
         self.has_state = False
         self.engine_volumes_dir: str | None = None  # last the watcher reported; for scans
         self.version = 0  # bumped on every visible change (caches key on it)
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
+
+    def on_membership(self, listener: MembershipListener) -> None:
+        """`listener(added, removed)` when volumes appear or go (removed includes volumes
+        known only from stored results, when the first state does not hold them)."""
+        self._membership_listeners.append(listener)
 
     def _changed(self) -> None:
         self._ordered = [self._views[name] for name in sorted(self._views)]
@@ -124,9 +131,17 @@ class VolumeCatalog:
         incoming = {record.name: record for record in records}
         if incoming == self._records:
             return False
+        known = self._records.keys() | self._results.keys()
+        added = frozenset(incoming.keys() - self._records.keys())
+        removed = frozenset(known - incoming.keys())
+        for name in removed:
+            self._results.pop(name, None)  # a removed volume's result leaves memory
         self._records = incoming
         self._views = {name: self._reuse_or_build(record) for name, record in incoming.items()}
         self._changed()
+        if added or removed:
+            for listener in self._membership_listeners:
+                listener(added, removed)
         return True
 
     def _reuse_or_build(self, record: VolumeRecord) -> VolumeView:
@@ -140,6 +155,8 @@ class VolumeCatalog:
         current = self._results.get(result.volume_id)
         if current is not None and current.scanned_at > result.scanned_at:
             return
+        if self.has_state and result.volume_id not in self._records:
+            return  # removed while it was scanned: stored, but not held in memory
         self._results[result.volume_id] = result
         record = self._records.get(result.volume_id)
         if record is not None:
@@ -157,6 +174,10 @@ class VolumeCatalog:
 
     def latest_result(self, volume_id: str) -> ScanResultData | None:
         return self._results.get(volume_id)
+
+    def result_count(self) -> int:
+        """Results held in memory: one per volume the engine has (and was scanned)."""
+        return len(self._results)
 
     def views(self) -> list[VolumeView]:
         """Every volume, ordered by name."""

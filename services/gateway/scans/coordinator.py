@@ -67,6 +67,11 @@ class ScanCoordinator:
         self._retry_timer: asyncio.TimerHandle | None = None
         broker.listener = self
 
+    def volumes_left(self, added: frozenset[str], removed: frozenset[str]) -> None:
+        """The catalog's membership listener: nothing is kept for a volume that is gone."""
+        for name in removed:
+            self.stuck.forget(name)
+
     async def close(self) -> None:
         """Stop the steps still running (before the store closes under them)."""
         for task in list(self._background):

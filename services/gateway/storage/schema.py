@@ -73,6 +73,14 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at REAL NOT NULL
     );
     """,
+    # 4: volumes the engine no longer has, so their history goes once it is old (removals.py)
+    """
+    CREATE TABLE removed_volumes (
+        volume_id  TEXT PRIMARY KEY,
+        removed_at TEXT NOT NULL
+    );
+    CREATE INDEX removed_volumes_time ON removed_volumes (removed_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

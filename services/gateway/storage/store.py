@@ -33,6 +33,7 @@ from services.gateway.storage.trees import StoredTree
 
 # Terminal events kept for clients that resume a WebSocket after a reconnect.
 EVENT_REPLAY_LIMIT = 10_000
+EVENT_TRIM_EVERY = 100  # events beyond the replay window are deleted this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +297,15 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (scan_id) DO NOTHING",
                 (scan_id, volume_id, event_type, json.dumps(data), utc_text(finished_at)),
             )
-            return cursor.lastrowid if cursor.rowcount == 1 else None
+            if cursor.rowcount != 1:
+                return None
+            event_id = cursor.lastrowid
+            if event_id is not None and event_id % EVENT_TRIM_EVERY == 0:
+                # Events serve WebSocket resumes only: keep the replay window, no more.
+                await db.execute(
+                    "DELETE FROM scan_events WHERE event_id <= ?", (event_id - EVENT_REPLAY_LIMIT,)
+                )
+            return event_id
 
     # --- browser sessions ---------------------------------------------------------------
 
