@@ -12,6 +12,7 @@ import time
 
 import httpx
 
+from tests.support.api import scans_quiet
 from tests.support.engine import PrivateEngine
 from tests.support.processes import SERVICES, Stack
 from tests.support.scan_tracker import ScanTracker
@@ -100,7 +101,10 @@ def test_chaos_loses_and_duplicates_no_terminal_message(
             60,
             message=lambda: f"scans without a terminal message: {tracker.counts(told)[0][:10]}",
         )
-        time.sleep(2.0)  # a late duplicate would arrive now
+        # Nothing left to do anywhere, then a barrier: a duplicate of anything already
+        # broadcast would have reached the tracker before its pong.
+        wait_until(lambda: scans_quiet(stack), 60, message="scans still queued or running")
+        tracker.barrier()
         lost, duplicated = tracker.counts(told)
 
     outcomes = [

@@ -12,11 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import volume_with_file, wait_scanners
+from tests.support.api import scans_quiet, volume_with_file, wait_scanners
 from tests.support.engine import PrivateEngine
+from tests.support.hung_fs import FILES, control, mounted
 from tests.support.processes import Stack
 from tests.support.scan_tracker import ScanTracker
-from tests.support.trees import make_many_files, mountpoint
+from tests.support.trees import mountpoint
 from tests.support.waiting import wait_until
 
 FAST_HEARTBEATS = {"VV_HEARTBEAT_INTERVAL": 0.3, "VV_SCAN_PROGRESS_INTERVAL": 0.05}
@@ -40,13 +41,6 @@ def _names_listed(stack: Stack) -> set[str]:
 
 def _engine_names(engine: PrivateEngine) -> set[str]:
     return {volume.name for volume in engine.client.volumes.list()}
-
-
-def _volume_with_files(engine: PrivateEngine, stack: Stack, name: str, files: int = 60_000) -> None:
-    """A volume big enough that its walk is still running when a test kills something."""
-    engine.client.volumes.create(name)
-    make_many_files(mountpoint(engine, name), files)
-    wait_until(lambda: name in _names_listed(stack), 5, message=f"{name} not listed")
 
 
 def _refresh_async(stack: Stack, volume: str) -> dict[str, Any]:
@@ -123,15 +117,24 @@ def _outcomes_despite(
     disrupt: Callable[[str], None],
     timeout: float = 30,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Scan a volume big enough to be mid-walk, call `disrupt(scan_id)` while it runs, and
-    return the scan id and every terminal message the WebSocket showed for it (waiting a
-    second after the first, so that a duplicate would be seen)."""
-    _volume_with_files(engine, stack, volume)
-    with ScanTracker(stack.ws_url) as tracker:
+    """Scan a volume whose walk is held mid-walk (its file system stops answering until
+    released: tests/support/hung_fs.py), call `disrupt(scan_id)` while it is held, release
+    it, and return the scan id and every terminal message the WebSocket showed for it (once
+    no scan is queued or running any more and a WebSocket barrier has passed, so a
+    duplicate would have been seen)."""
+    engine.client.volumes.create(volume)
+    with (
+        mounted(mountpoint(engine, volume), stack.runtime_dir / f"{volume}.sock") as gate,
+        ScanTracker(stack.ws_url) as tracker,
+    ):
+        wait_until(lambda: volume in _names_listed(stack), 5, message=f"{volume} not listed")
         scan_id = _refresh_async(stack, volume)["scan_id"]
+        wait_until(lambda: int(control(str(gate), "blocked")) >= 1, timeout, message="no walk")
         disrupt(scan_id)
+        control(str(gate), "release")
         wait_until(lambda: tracker.outcomes(scan_id), timeout, message=f"no outcome {scan_id}")
-        time.sleep(1.0)
+        wait_until(lambda: scans_quiet(stack), timeout, message="scans still queued or running")
+        tracker.barrier()
     return scan_id, tracker.outcomes(scan_id)
 
 
@@ -151,7 +154,7 @@ def test_gateway_killed_mid_scan_gets_the_result_delivered_once(
 
     scan_id, outcomes = _outcomes_despite(engine, services, "vv-mid", restart_gateway)
     assert len(outcomes) == 1 and outcomes[0]["type"] == "scan_complete"
-    assert outcomes[0]["data"]["result"]["file_count"] == 60_000
+    assert outcomes[0]["data"]["result"]["file_count"] == len(FILES)
     assert _job(services, scan_id)["status"] == "completed"
 
 

@@ -35,6 +35,7 @@ from common.messages import (
 from common.settings import Settings
 from services.scanner.load import HostLoad
 from services.scanner.worker import ScanWorker
+from tests.support.hog import cpu_hog as start_cpu_hog
 
 REPO = Path(__file__).resolve().parents[1]
 HEARTBEAT = 0.2  # seconds; liveness is 3 of them
@@ -290,13 +291,23 @@ def test_pool_restarts_a_dead_worker_and_stops_on_sigterm(
 
 
 def test_host_load_excludes_the_pool_itself() -> None:
-    load = HostLoad(threshold_percent=100.0, pool_pid=os.getpid(), window_seconds=0.0)
-    deadline = time.monotonic() + 0.5
-    while time.monotonic() < deadline:  # our own busy loop must not count as host load
-        pass
-    percent = load.sample()
-    assert 0.0 <= percent <= 100.0
-    assert not load.busy()  # nothing exceeds 100 %
+    """A CPU hog inside the pool's process tree is the pool's own work: it must not read as
+    host load. The same hog, seen by a HostLoad whose pool is another (idle) process, does."""
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        ours = HostLoad(threshold_percent=50.0, pool_pid=os.getpid(), window_seconds=0.0)
+        theirs = HostLoad(threshold_percent=50.0, pool_pid=bystander.pid, window_seconds=0.0)
+        with start_cpu_hog():  # one busy child of ours per CPU
+            time.sleep(1.0)  # the measuring window both readings cover (not a wait)
+            others_see = theirs.sample()
+            pool_sees = ours.sample()
+        # The same hog throttles a pool it is not part of, and not the pool it belongs to
+        # (other work on the host still counts for both: the suite runs on its own).
+        assert others_see >= 80.0, others_see
+        assert pool_sees < ours.threshold_percent < others_see, (pool_sees, others_see)
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 class SwitchableLoad(HostLoad):

@@ -12,11 +12,14 @@ import psutil
 import pytest
 
 from tests.support.api import (
+    all_workers_busy,
     refresh,
     volume_listed,
     volume_with_file,
+    wait_fresh_heartbeats,
     wait_scan_status,
     wait_scanners,
+    workers,
 )
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
@@ -302,14 +305,13 @@ def test_no_job_starts_under_a_cpu_hog_and_queued_jobs_start_after(
     stack.wait_http_ready()
     wait_scanners(stack)
     volume_listed(stack, "vv-hogged")
-    time.sleep(1.0)  # the workers' load samples see the hog
+    wait_until(lambda: all_workers_busy(stack), 30, message="the workers never saw the hog")
     job = refresh(stack, "vv-hogged", **{"async": True}).json()
     status_url = stack.base_url + job["status_url"]
-    observed = []
-    for _ in range(6):
-        time.sleep(0.5)
-        observed.append(httpx.get(status_url).json()["status"])
-    assert observed == ["queued"] * 6, observed
+    # Every worker has spoken twice since, each time busy: none of them took the job.
+    wait_fresh_heartbeats(stack, 2)
+    assert all(not w["ready"] and w["scan_id"] is None for w in workers(stack))
+    assert httpx.get(status_url).json()["status"] == "queued"
     cpu_hog.set()
     stopped = time.monotonic()
     wait_until(

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 import pytest
 
 from services.gateway.scans.scheduler import next_due, phase
-from tests.support.api import NEVER_THROTTLED, start_services, wait_scan_status, wait_scanners
+from tests.support.api import (
+    NEVER_THROTTLED,
+    all_workers_busy,
+    start_services,
+    wait_fresh_heartbeats,
+    wait_scan_status,
+    wait_scanners,
+)
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.trees import mountpoint
@@ -89,7 +95,7 @@ def test_scheduled_scans_wait_for_the_load_throttle_without_flooding_the_queue(
     stack.start()
     stack.wait_http_ready()
     wait_scanners(stack)
-    time.sleep(1.0)  # the workers' load samples see the hog
+    wait_until(lambda: all_workers_busy(stack), 30, message="the workers never saw the hog")
     for name in VOLUMES:
         _create(engine, name)
 
@@ -99,13 +105,11 @@ def test_scheduled_scans_wait_for_the_load_throttle_without_flooding_the_queue(
 
     # Three volumes are due, two workers: two jobs queued, the third held back.
     wait_until(held_back, 30, message="the scheduler did not queue exactly two of three")
-    observed = []
-    for _ in range(6):
-        time.sleep(0.5)
-        status = _scheduler(stack)
-        observed.append((status["queue_depth"], status["workers_busy"], status["due_now"]))
-        assert all(_volume(stack, name)["last_scan_at"] is None for name in VOLUMES)
-    assert observed == [(2, 0, 1)] * 6, observed
+    # Every worker has spoken twice since (ten scheduler ticks), each time busy: still held.
+    wait_fresh_heartbeats(stack, 2)
+    status = _scheduler(stack)
+    assert (status["queue_depth"], status["workers_busy"], status["due_now"]) == (2, 0, 1)
+    assert all(_volume(stack, name)["last_scan_at"] is None for name in VOLUMES)
     # Only the throttle held them: a pool that ignores the host's load runs them all. (A
     # pool that waits for the host to calm down would also wait for whatever else runs on a
     # shared test machine; tests/test_scans.py covers that case.)

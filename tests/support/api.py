@@ -65,3 +65,36 @@ def start_services(stack: Stack, *volumes: str, **settings: str | float) -> Stac
     for name in volumes:
         volume_listed(stack, name)
     return stack
+
+
+def workers(stack: Stack) -> list[dict[str, Any]]:
+    """The scanner workers as `GET /api/v1/scheduler` lists them."""
+    body = httpx.get(stack.base_url + "/api/v1/scheduler").json()
+    listed: list[dict[str, Any]] = body["workers"]
+    return listed
+
+
+def all_workers_busy(stack: Stack, threshold: float = 50) -> bool:
+    """Every worker's latest heartbeat says the host is busier than `threshold`."""
+    listed = workers(stack)
+    return bool(listed) and all(w["host_busy_percent"] > threshold for w in listed)
+
+
+def wait_fresh_heartbeats(stack: Stack, count: int, timeout: float = 30) -> None:
+    """Until every worker has sent `count` heartbeats more than it had when called."""
+    before = {w["worker_id"]: w["heartbeats"] for w in workers(stack)}
+
+    def fresh() -> bool:
+        return all(w["heartbeats"] >= before.get(w["worker_id"], 0) + count for w in workers(stack))
+
+    wait_until(
+        fresh,
+        timeout,
+        message="no fresh heartbeats from every worker",
+    )
+
+
+def scans_quiet(stack: Stack) -> bool:
+    """No scan is queued, and no worker holds one."""
+    status = httpx.get(stack.base_url + "/api/v1/scheduler").json()
+    return bool(status["queue_depth"] == 0 and status["workers_busy"] == 0)

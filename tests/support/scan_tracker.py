@@ -28,6 +28,8 @@ class ScanTracker:
         self.volume_names: set[str] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._ping_wanted = threading.Event()
+        self._pong = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scan-tracker", daemon=True)
 
     def __enter__(self) -> ScanTracker:
@@ -41,6 +43,14 @@ class ScanTracker:
     def outcomes(self, scan_id: str) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.terminal.get(scan_id, []))
+
+    def barrier(self, timeout: float = 10.0) -> None:
+        """Return once a ping sent now is answered: every message the gateway sent before
+        it (replays after a reconnect included) has been recorded."""
+        self._pong.clear()
+        self._ping_wanted.set()
+        if not self._pong.wait(timeout):
+            raise AssertionError(f"no pong within {timeout:.0f} s")
 
     def counts(self, scan_ids: set[str]) -> tuple[list[str], list[str]]:
         """(lost, duplicated): ids with no terminal message, and with more than one."""
@@ -56,7 +66,11 @@ class ScanTracker:
                 with connect(url, open_timeout=2, max_size=None) as conn:
                     self.connections += 1
                     last_ping = time.monotonic()
+                    barrier_sent = False  # on this connection
                     while not self._stop.is_set():
+                        if self._ping_wanted.is_set() and not barrier_sent:
+                            conn.send(json.dumps({"type": "ping"}))
+                            barrier_sent = True
                         if time.monotonic() - last_ping > PING_EVERY_SECONDS:
                             conn.send(json.dumps({"type": "ping"}))
                             last_ping = time.monotonic()
@@ -70,7 +84,10 @@ class ScanTracker:
 
     def _record(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "volume_update":
+        if kind == "pong" and self._ping_wanted.is_set():
+            self._ping_wanted.clear()
+            self._pong.set()
+        elif kind == "volume_update":
             self.volume_names = {volume["name"] for volume in message["data"]}
         elif kind in TERMINAL:
             data = message["data"]

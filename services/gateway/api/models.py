@@ -342,6 +342,16 @@ class ScheduleEntryOut(BaseModel):
     queued: bool
 
 
+class WorkerOut(BaseModel):
+    worker_id: str
+    ready: bool = Field(description="it asks for work: idle, and the host's load allows")
+    scan_id: str | None = Field(description="the job it holds")
+    throttled: bool = Field(description="its walk is slowed down because the host is busy")
+    host_busy_percent: float = Field(description="the host's load not counting our scans")
+    retired: bool = Field(description="replaced in its pool; it only finishes what it holds")
+    heartbeats: int = Field(description="heartbeats received from it")
+
+
 class StuckVolumeOut(BaseModel):
     volume_id: str
     timeouts: int = Field(description="SCAN_TIMEOUTs in a row")
@@ -369,6 +379,7 @@ class SchedulerOut(BaseModel):
     due_now: int
     last_run_at: datetime | None
     next_run_at: datetime | None
+    workers: list[WorkerOut] = Field(description="every scanner worker the gateway hears")
     stuck_volumes: list[StuckVolumeOut] = Field(
         description="volumes whose scans timed out (a hung filesystem), and their back-off"
     )

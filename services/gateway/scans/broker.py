@@ -54,6 +54,7 @@ class WorkerInfo:
     throttled: bool = False
     host_busy_percent: float = 0.0
     scan_id: str | None = None  # the job we believe it holds
+    heartbeats: int = 0  # received, for clients watching it decide
     retired: bool = False  # replaced in its pool; it only finishes what it holds
     stuck: StuckWalk | None = None  # its walk hangs in a filesystem that stopped answering
     assigned_at: float = 0.0
@@ -160,6 +161,7 @@ class ScanBroker:
     def _on_heartbeat(self, worker: WorkerInfo, beat: WorkerHeartbeat) -> None:
         worker.throttled = beat.throttled
         worker.host_busy_percent = beat.host_busy_percent
+        worker.heartbeats += 1
         if beat.retired and not worker.retired:
             log.warning(
                 "worker retired worker=%s stuck_scan_id=%s",

@@ -219,6 +219,18 @@ class ScanScheduler:
             "due_now": sum(1 for moment in upcoming if moment.timestamp() <= now),
             "last_run_at": _timestamp(self.last_run_at),
             "next_run_at": min(upcoming, default=None),
+            "workers": [
+                {
+                    "worker_id": worker.worker_id,
+                    "ready": worker.ready,
+                    "scan_id": worker.scan_id,
+                    "throttled": worker.throttled,
+                    "host_busy_percent": worker.host_busy_percent,
+                    "retired": worker.retired,
+                    "heartbeats": worker.heartbeats,
+                }
+                for worker in self.broker.workers.values()
+            ],
             "stuck_volumes": self.scans.stuck.as_json(),
             "abandoned_workers": [
                 {
