@@ -17,6 +17,7 @@ from common.logs import setup_logging
 from common.settings import get_settings
 from common.tasks import exit_status
 from services.gateway.http.app import create_app
+from services.gateway.http.open_files import raise_open_file_limit
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.storage.files import StoreUnavailable
 from services.gateway.ws.compression import set_websocket_compression
@@ -59,6 +60,7 @@ async def main() -> None:
             settings.host,
         )
     require_runtime_dir(settings)
+    raise_open_file_limit()
     set_websocket_compression(settings.ws_compression)
     state = GatewayRuntime(settings)
     try:

@@ -13,6 +13,7 @@ from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import WebsocketMismatch
 
+from services.gateway.scans.errors import ScanRequestError, TooSoon, UnknownVolume
 from services.gateway.storage.store import StorageBusy, StoreNotWritable
 
 log = logging.getLogger("gateway.errors")
@@ -141,6 +142,15 @@ def install_error_handlers(app: Quart) -> None:
         first = details["errors"][0] if details["errors"] else {"loc": [], "msg": "invalid"}
         where = ".".join(first["loc"]) or "request"
         return error_response(400, "INVALID_REQUEST", f"invalid {where}: {first['msg']}", details)
+
+    @app.errorhandler(ScanRequestError)
+    async def _scan_refused(error: ScanRequestError) -> Response:
+        if isinstance(error, UnknownVolume):
+            return error_response(404, "VOLUME_NOT_FOUND", error.message)
+        if isinstance(error, TooSoon):
+            refusal = rate_limited(error.message, error.retry_after_seconds)
+            return await _api_error(refusal)
+        return error_response(503, "SCANNER_UNAVAILABLE", error.message)
 
     @app.errorhandler(StoreNotWritable)
     async def _not_stored(error: StoreNotWritable) -> Response:

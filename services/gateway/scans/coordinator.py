@@ -29,9 +29,9 @@ from common.messages import (
 )
 from common.settings import Settings
 from common.tasks import start_essential
-from services.gateway.http.errors import ApiError, volume_not_found
 from services.gateway.readmodel.catalog import VolumeCatalog
 from services.gateway.scans.broker import ScanBroker, WorkerInfo
+from services.gateway.scans.errors import NoScanner, UnknownVolume
 from services.gateway.scans.jobs import Job, terminal_event
 from services.gateway.scans.stuck import StuckVolumes
 from services.gateway.storage.store import JobRow, Store, StoreNotWritable
@@ -88,13 +88,13 @@ class ScanCoordinator:
     async def request(self, volume_id: str, method: ScanMethod) -> Job:
         """The open job for this volume, or a new queued one."""
         if self.catalog.get(volume_id) is None:
-            raise volume_not_found(volume_id)
+            raise UnknownVolume(volume_id)
         existing = self.active_by_volume.get(volume_id)
         if existing is not None:
             log.info("joined scan_id=%s volume_id=%s", existing, volume_id)
             return self.jobs[existing]
         if self.broker.alive_count() == 0:
-            raise ApiError(503, "SCANNER_UNAVAILABLE", "no scanner worker is alive")
+            raise NoScanner
         row = JobRow(
             scan_id=uuid.uuid4().hex,
             volume_id=volume_id,

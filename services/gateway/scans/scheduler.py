@@ -27,10 +27,11 @@ from functools import lru_cache
 from typing import Any
 
 from common.settings import Settings
-from services.gateway.http.errors import ApiError, rate_limited
 from services.gateway.readmodel.catalog import VolumeCatalog
 from services.gateway.scans.broker import ScanBroker
 from services.gateway.scans.coordinator import ScanCoordinator
+from services.gateway.scans.errors import NoScanner, TooSoon, UnknownVolume
+from services.gateway.storage.store import StoreNotWritable
 
 log = logging.getLogger("gateway.scheduler")
 
@@ -156,12 +157,13 @@ class ScanScheduler:
                 break
             try:
                 job = await self.scans.request(name, "native")
-            except ApiError as error:
-                if error.code == "VOLUME_NOT_FOUND":
-                    continue  # removed while we were queueing
-                if self._paused_code != error.code:
-                    log.warning("scheduled scans paused code=%s", error.code)
-                    self._paused_code = error.code
+            except UnknownVolume:
+                continue  # removed while we were queueing
+            except (NoScanner, StoreNotWritable) as error:
+                reason = type(error).__name__
+                if self._paused_code != reason:
+                    log.warning("scheduled scans paused reason=%s error=%s", reason, error)
+                    self._paused_code = reason
                 break
             if self._paused_code is not None:
                 log.info("scheduled scans resumed")
@@ -187,18 +189,16 @@ class ScanScheduler:
             wait = QUEUE_ALL_MIN_INTERVAL_SECONDS - (now - self._last_queue_all)
             if wait > 0:
                 reason = "all volumes were queued less than a minute ago"
-                raise rate_limited(reason, math.ceil(wait))
+                raise TooSoon(reason, math.ceil(wait))
         if self.broker.alive_count() == 0:
-            raise ApiError(503, "SCANNER_UNAVAILABLE", "no scanner worker is alive")
+            raise NoScanner
         self._last_queue_all = now
         scan_ids: dict[str, str] = {}
         for name in self.catalog.names():
             try:
                 job = await self.scans.request(name, "native")
-            except ApiError as error:
-                if error.code != "VOLUME_NOT_FOUND":
-                    raise
-                continue
+            except UnknownVolume:
+                continue  # removed meanwhile
             scan_ids[name] = job.row.scan_id
         log.info("queued all volumes=%d", len(scan_ids))
         return scan_ids
