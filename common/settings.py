@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # --- watcher
     docker_host: str | None = Field(None, validation_alias=_env("VV_DOCKER_HOST"))
     poll_interval_seconds: float = Field(2.0, gt=0, validation_alias=_env("VV_POLL_INTERVAL"))
+    poll_safety_interval_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("VV_POLL_SAFETY_INTERVAL")
+    )
     docker_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("VV_DOCKER_TIMEOUT"))
 
     # --- scanner

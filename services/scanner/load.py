@@ -21,6 +21,34 @@ def _busy_and_total() -> tuple[float, float]:
     return total - idle, total
 
 
+def pool_tree(root: int) -> list[int]:
+    """`root` and its descendants. Read from each thread's /proc/PID/task/TID/children
+    (a few small files), not by scanning every process on the host as psutil's children()
+    does: sampled twice a second by every idle worker, that scan was most of their cost."""
+    found, pending = [root], [root]
+    while pending:
+        pid = pending.pop()
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue  # gone meanwhile
+        for tid in threads:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as listing:
+                    children = [int(child) for child in listing.read().split()]
+            except FileNotFoundError:
+                if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                    continue  # the thread ended
+                # A kernel without CONFIG_PROC_CHILDREN: ask psutil (a scan of all pids).
+                descendants = psutil.Process(root).children(recursive=True)
+                return [root, *(process.pid for process in descendants)]
+            except (OSError, ValueError):
+                continue
+            found += children
+            pending += children
+    return found
+
+
 class HostLoad:
     """How much of the CPU our scans leave free is taken by other work, in percent.
 
@@ -50,8 +78,7 @@ class HostLoad:
     def _own_cpu(self) -> dict[int, float]:
         """CPU seconds used so far by each process of the pool's tree, by pid."""
         try:
-            root = psutil.Process(self._pool_pid)
-            processes = [root, *root.children(recursive=True)]
+            processes = [psutil.Process(pid) for pid in pool_tree(self._pool_pid)]
         except psutil.Error:
             processes = [psutil.Process()]
         seconds: dict[int, float] = {}

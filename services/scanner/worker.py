@@ -41,7 +41,8 @@ from services.scanner.tree import TreeOptions
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_SECONDS = 0.1  # how soon an idle worker notices the host calming down
+IDLE_POLL_SECONDS = 0.5  # how soon an idle worker notices the host calming down (each look
+# samples the host load: a tenth of a second cost 1 % of a core per worker while idle)
 SCAN_POLL_SECONDS = 0.25  # the longest the main thread waits while a walk runs
 STOP_JOIN_SECONDS = 1.0  # how long a stop waits for a cancelled walk to return
 

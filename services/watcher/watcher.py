@@ -1,4 +1,9 @@
-"""The watcher process: polls the engine, follows its event stream, serves the state.
+"""The watcher process: follows the engine's event stream, polls it, serves the state.
+
+Every engine event wakes a poll (the volumes and the containers that use them). While the
+event stream is followed, polling on the clock is a slow safety net
+(`VV_POLL_SAFETY_INTERVAL`); while it is down, the engine is polled every
+`VV_POLL_INTERVAL`. An idle host costs next to nothing.
 
 Clone-pattern server: every change of the volume set (or of the engine's reachability) gets
 the next `seq` and is published whole on the PUB socket; a ROUTER answers SnapshotRequests
@@ -52,6 +57,9 @@ class Watcher:
         self.volumes: tuple[VolumeRecord, ...] = ()
         self.engine = EngineStatus(reachable=False, error="not polled yet")
         self._volumes_dir: str | None = None
+        # Set by the event thread while it follows the engine's stream: every change then
+        # wakes the poll, and polling on a clock is only the safety net.
+        self._stream_healthy = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._context = zmq.asyncio.Context()
@@ -156,7 +164,11 @@ class Watcher:
                 if not self.engine.reachable:
                     log.info("engine reachable volumes_dir=%s", self._volumes_dir)
                 await self._publish_if_changed(volumes, engine)
-                wait = self.settings.poll_interval_seconds
+                wait = (
+                    self.settings.poll_safety_interval_seconds
+                    if self._stream_healthy
+                    else self.settings.poll_interval_seconds
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
@@ -166,6 +178,7 @@ class Watcher:
             try:
                 api = make_api_client(self.settings)
                 stream = api.events(decode=True, filters={"type": ["volume", "container"]})
+                self._stream_healthy = True
                 loop.call_soon_threadsafe(self._wake.set)  # catch what happened while away
                 log.info("following the engine's event stream")
                 for event in stream:
@@ -180,6 +193,7 @@ class Watcher:
                 log.debug("event stream lost retry_in=%.1fs error=%s", RECONNECT_SECONDS, error)
             except RuntimeError:  # the loop closed: we are shutting down
                 return
+            self._stream_healthy = False  # polling on the clock again until it is back
             with contextlib.suppress(RuntimeError):  # the loop closed: we are shutting down
                 loop.call_soon_threadsafe(self._wake.set)  # the stream ended: ask at once
             time.sleep(RECONNECT_SECONDS)
