@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from services.gateway.api.models import SortKey, VolumeListQuery
+from services.gateway.encoding import json_bytes
 from services.gateway.readmodel.catalog import VolumeCatalog, VolumeView, rfc3339
 
 
@@ -66,24 +67,47 @@ def list_page(
 
 
 class ListingCache:
-    """Filtered and sorted matches by (catalog version, filters, sort).
+    """Filtered and sorted matches by (catalog version, filters, sort), and each page's
+    encoded body by (catalog version, query).
 
     Paging through a list, or many dashboards asking for the same page, then costs a slice
-    instead of a filter and a sort of every volume. Every change of the catalog bumps its
-    version, so a stale list is never served; older entries are dropped at once.
+    instead of a filter and a sort of every volume, and the same page again costs nothing
+    but a lookup. Every change of the catalog bumps its version, so a stale list is never
+    served; older entries are dropped at once.
     """
 
-    def __init__(self, catalog: VolumeCatalog, size: int = 32) -> None:
+    def __init__(self, catalog: VolumeCatalog, size: int = 32, pages: int = 256) -> None:
         self.catalog = catalog
         self.size = size
+        self.pages = pages
         self._version = -1
         self._matches: OrderedDict[str, list[VolumeView]] = OrderedDict()
+        self._bodies: OrderedDict[str, bytes] = OrderedDict()
+
+    def _check_version(self) -> None:
+        if self._version != self.catalog.version:
+            self._matches.clear()
+            self._bodies.clear()
+            self._version = self.catalog.version
+
+    def encoded_page(self, query: VolumeListQuery) -> bytes:
+        """The whole `GET /volumes` body (VolumeListOut), encoded once per version and query."""
+        self._check_version()
+        key = query.model_dump_json()
+        body = self._bodies.get(key)
+        if body is None:
+            page, envelope = self.page(query)
+            body = json_bytes({"data": [view.json for view in page], **envelope})
+            self._bodies[key] = body
+            if len(self._bodies) > self.pages:
+                self._bodies.popitem(last=False)
+        else:
+            self._bodies.move_to_end(key)
+        return body
 
     def page(self, query: VolumeListQuery) -> tuple[list[VolumeView], dict[str, Any]]:
         keys = query.sort_keys()
-        if self._version != self.catalog.version:
-            self._matches.clear()
-            self._version = self.catalog.version
+        self._check_version()
         key = query.model_dump_json(exclude={"page", "page_size"})
         matches = self._matches.get(key)
         if matches is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from collections import deque
@@ -13,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from common.messages import utc_now
+from services.gateway.encoding import json_text
 from services.gateway.readmodel.catalog import VolumeCatalog, rfc3339
 
 log = logging.getLogger("gateway.ws")
@@ -35,7 +35,7 @@ def envelope(
     if last_event_id is not None:
         body["last_event_id"] = last_event_id
     body["timestamp"] = rfc3339(utc_now())
-    return json.dumps(body, separators=(",", ":"))
+    return json_text(body)
 
 
 class VolumeListShape(StrEnum):
@@ -119,6 +119,9 @@ class WsHub:
         self.clients: set[WsClient] = set()
         self._volumes_dirty = asyncio.Event()
         self.last_event_id = 0  # of the newest terminal event broadcast
+        # The latest volume_update of each shape, with the (catalog version, last event)
+        # it was encoded for: encoded once, the same text to every client and newcomer.
+        self._volume_texts: dict[VolumeListShape, tuple[tuple[int, int], str]] = {}
 
     def register(self, peer: str, shape: VolumeListShape = VolumeListShape.ARRAY) -> WsClient:
         """A new client; the caller sends it the current volume list first."""
@@ -173,21 +176,24 @@ class WsHub:
         self.broadcast(envelope(event_type, {**data, "event_id": event_id}, volume_id=volume_id))
 
     def volume_update_message(self, shape: VolumeListShape = VolumeListShape.ARRAY) -> str:
+        """The current list, encoded once per catalog version and shape."""
+        key = (self.catalog.version, self.last_event_id)
+        cached = self._volume_texts.get(shape)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         # last_event_id: the newest scan outcome so far, for a client's resume_after later.
-        return envelope(
+        text = envelope(
             "volume_update",
             shape.data([view.json for view in self.catalog.views()]),
             last_event_id=self.last_event_id,
         )
+        self._volume_texts[shape] = (key, text)
+        return text
 
     def broadcast_volumes(self) -> None:
-        """The current list to every client, encoded once for each shape in use."""
-        texts: dict[VolumeListShape, str] = {}
+        """The current list to every client: the same text to all of one shape."""
         for client in list(self.clients):
-            text = texts.get(client.shape)
-            if text is None:
-                text = texts[client.shape] = self.volume_update_message(client.shape)
-            self._offer(client, text, "volume_update")
+            self._offer(client, self.volume_update_message(client.shape), "volume_update")
 
     def volumes_changed(self) -> None:
         self._volumes_dirty.set()
