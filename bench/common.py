@@ -403,10 +403,10 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def _load(
-    opener: Callable[[], Any], request: bytes, connections: int, requests: int
+    opener: Callable[[], Any], sequence: list[bytes], connections: int, operations: int
 ) -> tuple[list[float], float]:
     latencies: list[float] = []
-    remaining = requests
+    remaining = operations
 
     async def one_connection() -> None:
         nonlocal remaining
@@ -415,11 +415,12 @@ async def _load(
             while remaining > 0:
                 remaining -= 1
                 started = time.perf_counter()
-                writer.write(request)
-                status = await _read_response(reader)
+                for request in sequence:  # one operation: its requests one after another
+                    writer.write(request)
+                    status = await _read_response(reader)
+                    if status != 200:
+                        raise CouldNotMeasure(f"HTTP {status} from the server under load")
                 latencies.append(time.perf_counter() - started)
-                if status != 200:
-                    raise CouldNotMeasure(f"HTTP {status} from the server under load")
         finally:
             writer.close()
 
@@ -428,10 +429,14 @@ async def _load(
     return latencies, time.perf_counter() - started
 
 
-def http_load(target: str, path: str, connections: int, requests: int) -> tuple[list[float], float]:
+def http_load(
+    target: str, path: str | Sequence[str], connections: int, requests: int
+) -> tuple[list[float], float]:
     """`requests` GETs of `path` over `connections` keep-alive connections (closed loop).
 
-    `target` is `host:port` or `unix:/path`. Returns (latencies, wall seconds).
+    With several paths, each operation GETs them all in turn on its connection (a client
+    reading every page of a list), and its latency is the whole sequence's. `target` is
+    `host:port` or `unix:/path`. Returns (latencies per operation, wall seconds).
     """
     if target.startswith("unix:"):
         socket_path = target.removeprefix("unix:")
@@ -447,5 +452,9 @@ def http_load(target: str, path: str, connections: int, requests: int) -> tuple[
             return asyncio.open_connection(address, int(port), limit=2**24)
 
         host = target
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode()
-    return asyncio.run(_load(opener, request, connections, requests))
+    paths = [path] if isinstance(path, str) else list(path)
+    sequence = [
+        f"GET {one} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode()
+        for one in paths
+    ]
+    return asyncio.run(_load(opener, sequence, connections, requests))

@@ -82,7 +82,7 @@ class ListingCache:
         self.pages = pages
         self._version = -1
         self._matches: OrderedDict[str, list[VolumeView]] = OrderedDict()
-        self._bodies: OrderedDict[str, bytes] = OrderedDict()
+        self._bodies: OrderedDict[bytes, bytes] = OrderedDict()
 
     def _check_version(self) -> None:
         if self._version != self.catalog.version:
@@ -90,19 +90,24 @@ class ListingCache:
             self._bodies.clear()
             self._version = self.catalog.version
 
-    def encoded_page(self, query: VolumeListQuery) -> bytes:
-        """The whole `GET /volumes` body (VolumeListOut), encoded once per version and query."""
+    def cached_body(self, raw_query: bytes) -> bytes | None:
+        """The body already encoded for this exact query string in this catalog version
+        (so a repeated request needs neither validating nor encoding), or None."""
         self._check_version()
-        key = query.model_dump_json()
-        body = self._bodies.get(key)
-        if body is None:
-            page, envelope = self.page(query)
-            body = json_bytes({"data": [view.json for view in page], **envelope})
-            self._bodies[key] = body
-            if len(self._bodies) > self.pages:
-                self._bodies.popitem(last=False)
-        else:
-            self._bodies.move_to_end(key)
+        body = self._bodies.get(raw_query)
+        if body is not None:
+            self._bodies.move_to_end(raw_query)
+        return body
+
+    def encoded_page(self, query: VolumeListQuery, raw_query: bytes) -> bytes:
+        """The whole `GET /volumes` body (VolumeListOut) for a validated query, kept under
+        the query string it came from."""
+        self._check_version()
+        page, envelope = self.page(query)
+        body = json_bytes({"data": [view.json for view in page], **envelope})
+        self._bodies[raw_query] = body
+        if len(self._bodies) > self.pages:
+            self._bodies.popitem(last=False)
         return body
 
     def page(self, query: VolumeListQuery) -> tuple[list[VolumeView], dict[str, Any]]:
