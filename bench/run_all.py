@@ -25,7 +25,7 @@ SIZES: dict[str, dict[str, str]] = {
     "smoke": {
         "scan": "--entries 300 --rounds 1 --cold-rounds 0",
         "fleet": "--volumes 3 --files 50 --rounds 1",
-        "events": "--creations 3",
+        "events": "--creations 3 --volumes 5",
         "ws": "--clients 4 --seconds 1 --client-procs 1",
         "api": "--volumes 10 --connections 2 --requests 20 --engine-requests 10 --rounds 1",
         "throttle": "--entries 2000 --queued 1 --hog-seconds 1.5",

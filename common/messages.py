@@ -3,10 +3,13 @@
 Protocol (one JSON document per ZeroMQ frame; `v` is the schema version, `kind` the type):
 
 State (Clone pattern), watcher PUB -> gateway SUB, topics `state` and `hb`:
-    StateSnapshot   the whole volume set, with the watcher's `epoch` (instance id) and `seq`
+    StateDelta      one change: the volumes added or changed, the names removed, the
+                    engine's status, with the watcher's `epoch` (instance id) and `seq`
+                    (one more than the delta before)
     Heartbeat       every service's liveness; the watcher's carries its latest `seq`
-    Gateway DEALER -> watcher ROUTER: SnapshotRequest, answered with a StateSnapshot.
-    A subscriber that sees a new epoch, or a heartbeat seq ahead of its own, asks again.
+    Gateway DEALER -> watcher ROUTER: SnapshotRequest, answered with a StateSnapshot (the
+    whole set at a `seq`). A subscriber applies a delta only on top of `seq - 1`; one that
+    sees a new epoch, a gap, or a heartbeat seq ahead of its own asks for a snapshot.
 
 Scan jobs (Paranoid Pirate), scanner worker DEALER <-> gateway ROUTER:
     worker  -> gateway  WorkerHeartbeat  every interval: ready for work?, current job
@@ -156,6 +159,15 @@ class StateSnapshot(_Message):
     volumes: tuple[VolumeRecord, ...]
 
 
+class StateDelta(_Message):
+    kind: Literal["state_delta"] = "state_delta"
+    epoch: str
+    seq: int
+    engine: EngineStatus
+    upserts: tuple[VolumeRecord, ...] = ()  # added or changed, whole
+    removed: tuple[str, ...] = ()  # names
+
+
 class SnapshotRequest(_Message):
     kind: Literal["snapshot_request"] = "snapshot_request"
     requester: str
@@ -241,6 +253,7 @@ class ScanAck(_Message):
 
 BusMessage = Annotated[
     StateSnapshot
+    | StateDelta
     | SnapshotRequest
     | Heartbeat
     | WorkerHeartbeat

@@ -61,24 +61,33 @@ def engine_volumes_dir(api: docker.APIClient) -> str | None:
     return f"{str(root).rstrip('/')}/volumes" if root else None
 
 
+def _record(volume: dict[str, Any], attachments: list[Attachment]) -> VolumeRecord:
+    return VolumeRecord(
+        name=str(volume["Name"]),
+        driver=str(volume.get("Driver") or "local"),
+        mountpoint=str(volume.get("Mountpoint") or ""),
+        created_at=parse_created_at(volume.get("CreatedAt")),
+        scope=str(volume.get("Scope") or "local"),
+        labels={str(k): str(v) for k, v in (volume.get("Labels") or {}).items()},
+        options={str(k): str(v) for k, v in (volume.get("Options") or {}).items()},
+        attachments=tuple(sorted(attachments, key=lambda a: a.container_id)),
+    )
+
+
 def read_volume_records(api: docker.APIClient) -> tuple[VolumeRecord, ...]:
     """One consistent-enough view: volumes, then every container (running or not)."""
     volumes = (api.volumes() or {}).get("Volumes") or []
     attachments = _attachments_by_volume(api.containers(all=True) or [])
-    records = [
-        VolumeRecord(
-            name=str(volume["Name"]),
-            driver=str(volume.get("Driver") or "local"),
-            mountpoint=str(volume.get("Mountpoint") or ""),
-            created_at=parse_created_at(volume.get("CreatedAt")),
-            scope=str(volume.get("Scope") or "local"),
-            labels={str(k): str(v) for k, v in (volume.get("Labels") or {}).items()},
-            options={str(k): str(v) for k, v in (volume.get("Options") or {}).items()},
-            attachments=tuple(
-                sorted(attachments.get(str(volume["Name"]), []), key=lambda a: a.container_id)
-            ),
-        )
-        for volume in volumes
-    ]
+    records = [_record(volume, attachments.get(str(volume["Name"]), [])) for volume in volumes]
     records.sort(key=lambda record: record.name)
     return tuple(records)
+
+
+def read_new_volume(api: docker.APIClient, name: str) -> VolumeRecord | None:
+    """A volume just created (no container can use it yet: a container that will is
+    created after it, and its own event reads everything again); None if already gone."""
+    try:
+        volume = api.inspect_volume(name)
+    except docker.errors.NotFound:
+        return None
+    return _record(volume, [])

@@ -5,8 +5,9 @@ Volume objects are built once per change, not per request, so listing stays chea
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +95,12 @@ class VolumeView:
 
 
 ChangeListener = Callable[[], None]
+
+
+def _view_name(view: VolumeView) -> str:
+    return view.record.name
+
+
 MembershipListener = Callable[[frozenset[str], frozenset[str]], None]
 
 
@@ -119,11 +126,57 @@ class VolumeCatalog:
         known only from stored results, when the first state does not hold them)."""
         self._membership_listeners.append(listener)
 
-    def _changed(self) -> None:
-        self._ordered = [self._views[name] for name in sorted(self._views)]
+    def _changed(self, reorder: bool = True) -> None:
+        if reorder:
+            self._ordered = [self._views[name] for name in sorted(self._views)]
         self.version += 1
         for listener in self._listeners:
             listener()
+
+    def _position(self, name: str) -> int:
+        return bisect.bisect_left(self._ordered, name, key=_view_name)
+
+    def _put_view(self, view: VolumeView) -> None:
+        """Install one view, keeping the name order without sorting everything again."""
+        name = view.record.name
+        at = self._position(name)
+        if name in self._views:
+            self._ordered[at] = view
+        else:
+            self._ordered.insert(at, view)
+        self._views[name] = view
+
+    def _drop_view(self, name: str) -> None:
+        if self._views.pop(name, None) is not None:
+            del self._ordered[self._position(name)]
+
+    def apply_delta(self, upserts: Iterable[VolumeRecord], removed: Iterable[str]) -> bool:
+        """One change from the watcher (on top of the state before it); True when
+        anything visible changed. Costs the changed volumes, not the whole set."""
+        self.has_state = True
+        gone = frozenset(name for name in removed if name in self._records)
+        for name in gone:
+            del self._records[name]
+            self._results.pop(name, None)  # a removed volume's result leaves memory
+            self._drop_view(name)
+        added: set[str] = set()
+        changed = bool(gone)
+        for record in upserts:
+            old = self._records.get(record.name)
+            if old == record:
+                continue
+            if old is None:
+                added.add(record.name)
+            self._records[record.name] = record
+            self._put_view(VolumeView.build(record, self._results.get(record.name)))
+            changed = True
+        if not changed:
+            return False
+        self._changed(reorder=False)
+        if added or gone:
+            for listener in self._membership_listeners:
+                listener(frozenset(added), gone)
+        return True
 
     def replace_volumes(self, records: tuple[VolumeRecord, ...]) -> bool:
         """Install the watcher's whole volume set; True when anything visible changed."""
@@ -160,8 +213,8 @@ class VolumeCatalog:
         self._results[result.volume_id] = result
         record = self._records.get(result.volume_id)
         if record is not None:
-            self._views[record.name] = VolumeView.build(record, result)
-            self._changed()
+            self._put_view(VolumeView.build(record, result))
+            self._changed(reorder=False)
 
     def load_results(self, results: list[ScanResultData]) -> None:
         for result in results:

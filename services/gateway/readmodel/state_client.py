@@ -1,8 +1,10 @@
 """Clone-pattern client: keeps the catalog's volume set equal to the watcher's.
 
 Subscribes to state and heartbeats first, then asks for a snapshot, so nothing published in
-between is missed. A heartbeat from a new epoch (restarted watcher) or with a `seq` ahead of
-ours (a lost update) triggers a new snapshot request; stale updates are dropped by `seq`.
+between is missed. Each delta is applied only on top of the one before it (`seq - 1`), at
+the cost of the volumes it names. A delta from a new epoch (restarted watcher) or past a gap,
+or a heartbeat with a `seq` ahead of ours (a lost delta), triggers a snapshot request;
+stale deltas are dropped by `seq`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from common.messages import (
     EngineStatus,
     Heartbeat,
     SnapshotRequest,
+    StateDelta,
     StateSnapshot,
     decode,
     encode,
@@ -104,6 +107,28 @@ class StateClient:
             changed,
         )
 
+    def _apply_delta(self, delta: StateDelta) -> bool:
+        """Apply a delta that follows ours; False when it cannot be (a snapshot is needed)."""
+        if delta.epoch == self.epoch and delta.seq <= self.seq:
+            return True  # stale or duplicate: nothing to do, nothing missing
+        if delta.epoch != self.epoch or delta.seq != self.seq + 1:
+            log.info("state delta out of order seq=%d after=%d", delta.seq, self.seq)
+            return False
+        started = time.process_time()
+        self.seq, self.engine = delta.seq, delta.engine
+        if delta.engine.volumes_dir is not None:
+            self.catalog.engine_volumes_dir = delta.engine.volumes_dir
+        changed = self.catalog.apply_delta(delta.upserts, delta.removed)
+        log.info(
+            "applied delta seq=%d upserts=%d removed=%d changed=%s cpu_ms=%.3f",
+            delta.seq,
+            len(delta.upserts),
+            len(delta.removed),
+            changed,
+            (time.process_time() - started) * 1000,
+        )
+        return True
+
     def _note_heartbeat(self, beat: Heartbeat) -> bool:
         """Record liveness; True when the heartbeat shows we are behind."""
         self.last_heartbeat_monotonic = time.monotonic()
@@ -119,11 +144,10 @@ class StateClient:
             except ValidationError as error:
                 log.warning("dropped invalid state message error=%s", error.errors()[:1])
                 continue
-            if isinstance(message, StateSnapshot):
+            if isinstance(message, StateDelta):
                 self.last_heartbeat_monotonic = time.monotonic()
-                if message.epoch == self.epoch and message.seq > self.seq + 1:
-                    log.info("gap in state seq=%d after=%d", message.seq, self.seq)
-                self._apply(message)  # each update is whole, so a gap heals itself
+                if not self._apply_delta(message):
+                    await self._request_snapshot()
             elif isinstance(message, Heartbeat) and self._note_heartbeat(message):
                 await self._request_snapshot()
 
