@@ -1,14 +1,15 @@
-"""The server layer's own floor: Hypercorn (on uvloop, as the gateway runs) with an app that
-does nothing but answer, measured with the same clients in the same run as the gateway.
+"""The server layer alone: Hypercorn (on uvloop, as the gateway runs) with an app that does
+nothing but answer, measured with the same clients in the same run as the gateway.
 
 HTTP: every GET is answered with the same bytes (the gateway's own answer to the benchmarked
 request, fetched first), so what remains is Hypercorn's per-request cost.
 WebSocket: once `--ws-clients` clients are connected, `--rate` scan_progress envelopes a
 second for `--seconds`, each written straight to every connection's ASGI send in one loop,
 each send awaited in turn (no queue, no task per client), then a scan_complete. That is a
-plain broadcast, not a floor: a client whose socket is full holds up the ones after it. As in the gateway, a sample overtaken by a newer one before it went out is
-skipped. The progress envelope carries the time it was due in `current_size` (monotonic
-microseconds), like the benchmark's fake scanner does through the gateway.
+plain broadcast, not a floor: a client whose socket is full holds up the ones after it. As
+in the gateway, a sample overtaken by a newer one before it went out is skipped. The
+progress envelope carries the time it was due in `current_size` (monotonic microseconds),
+like the benchmark's fake scanner does through the gateway.
 
 Run as `python -m bench.floor --port P --body-file F [--ws-clients N --rate R --seconds S]`.
 """
