@@ -98,7 +98,7 @@ def measure(args: argparse.Namespace, report: Report) -> None:
                 Comparison(
                     "equal work, one volume: the dashboard's page",
                     Side(ours_target, [DASHBOARD_PAGE], args.requests),
-                    Side(peer_target, [f"/volumes?filters={one_name}"], args.requests),
+                    Side(peer_target, [f"/volumes?filters={one_name}"], args.engine_requests),
                     "engine GET /volumes filtered to one name",
                 ),
             ]

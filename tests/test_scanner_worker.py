@@ -321,10 +321,10 @@ class SwitchableLoad(HostLoad):
         super().__init__(threshold_percent=50.0)
         self.is_busy = True
 
-    def percent(self) -> float:
+    def percent(self, max_age: float | None = None) -> float:
         return 90.0 if self.is_busy else 0.0
 
-    def busy(self) -> bool:
+    def busy(self, max_age: float | None = None) -> bool:
         return self.is_busy
 
 

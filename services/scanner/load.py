@@ -106,13 +106,14 @@ class HostLoad:
         self._busy, self._total, self._own, self._sampled_at = busy, total, own, now
         return self._percent
 
-    def percent(self) -> float:
-        """The latest reading, refreshed when the window has passed."""
+    def percent(self, max_age: float | None = None) -> float:
+        """The latest reading, refreshed once older than `max_age` (default: the window)."""
+        age = self.window_seconds if max_age is None else max(max_age, self.window_seconds)
         with self._lock:
-            if time.monotonic() - self._sampled_at >= self.window_seconds:
+            if time.monotonic() - self._sampled_at >= age:
                 return self.sample()
             return self._percent
 
-    def busy(self) -> bool:
+    def busy(self, max_age: float | None = None) -> bool:
         """Whether other work uses more than the threshold share of what we leave free."""
-        return self.percent() > self.threshold_percent
+        return self.percent(max_age) > self.threshold_percent

@@ -29,7 +29,7 @@ from services.scanner.worker import run_worker
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SECONDS = 5.0
-SUPERVISE_POLL_SECONDS = 0.5
+SUPERVISE_POLL_SECONDS = 1.0  # a death or a worker's beat wakes it sooner
 # A worker that dies this soon after its start waits this long before the next restart,
 # so a worker that cannot start does not spin the CPU.
 QUICK_DEATH_SECONDS = 2.0

@@ -41,8 +41,9 @@ from services.scanner.tree import TreeOptions
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_SECONDS = 0.5  # how soon an idle worker notices the host calming down (each look
-# samples the host load: a tenth of a second cost 1 % of a core per worker while idle)
+# How soon an idle worker notices the host calming down. Each look samples the host's load:
+# looking ten times a second cost 1 % of a core per idle worker (bench/idle.py).
+IDLE_POLL_SECONDS = 1.0
 SCAN_POLL_SECONDS = 0.25  # the longest the main thread waits while a walk runs
 STOP_JOIN_SECONDS = 1.0  # how long a stop waits for a cancelled walk to return
 
@@ -162,7 +163,7 @@ class ScanWorker:
                     ready=ready,
                     current_scan_id=current.job.scan_id if current else None,
                     throttled=bool(current and current.throttled),
-                    host_busy_percent=round(self._load.percent(), 1),
+                    host_busy_percent=round(self._load.percent(IDLE_POLL_SECONDS), 1),
                     retired=self._retired,
                     stuck=self._stuck[1] if self._stuck else None,
                 )
