@@ -223,7 +223,7 @@ class ScanWorker:
         )
         self._current = walk
         self._next_heartbeat = 0.0  # tell the gateway at once which scan we are on
-        walk.start()
+        # The bus first, then the walk: both would want the GIL while the walk is in Python.
         self._service()
         self._send_progress(walk)
         log.info(
@@ -234,6 +234,7 @@ class ScanWorker:
             job.method,
             job.mountpoint,
         )
+        walk.start()
         try:
             while walk.running():
                 if self._should_stop():
