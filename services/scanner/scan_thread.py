@@ -73,6 +73,15 @@ class ScanThread:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def said_done(self) -> bool:
+        """Whether the walk has written its end to the wake pipe. Then join() it, and do not
+        poll again: a loop polling a ready pipe keeps the GIL from the thread's last steps,
+        which then wait out the switch interval (3 ms a job, bench/fleet.py)."""
+        try:
+            return os.read(self._read_fd, 1) == b"x"
+        except BlockingIOError:
+            return False
+
     def cancel(self) -> None:
         """Stop at the next tick (a walk stuck in the kernel only sees it if it returns)."""
         self._cancelled = True

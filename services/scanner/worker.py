@@ -254,6 +254,8 @@ class ScanWorker:
                 self._link.poll(SCAN_POLL_SECONDS, walk.wake_fd)
                 self._service()
                 self._maybe_progress(walk)
+                if walk.said_done():
+                    break
             walk.join(STOP_JOIN_SECONDS)  # it has signalled its end; this only reaps it
             walk.close()
         finally:
