@@ -36,7 +36,7 @@ from hypercorn.config import Config
 
 from services.gateway.ws.compression import set_websocket_compression
 from services.gateway.ws.hub import envelope
-from tests.support.processes import free_port
+from tests.support.processes import free_port, stop_process
 from tests.support.waiting import wait_until
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -158,12 +158,7 @@ def floor_server(
             )
             yield RunningFloor(process, port)
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 if __name__ == "__main__":

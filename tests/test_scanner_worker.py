@@ -36,6 +36,7 @@ from common.settings import Settings
 from services.scanner.load import HostLoad
 from services.scanner.worker import ScanWorker
 from tests.support.hog import cpu_hog as start_cpu_hog
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 HEARTBEAT = 0.2  # seconds; liveness is 3 of them
@@ -290,6 +291,16 @@ def test_pool_restarts_a_dead_worker_and_stops_on_sigterm(
     assert "scanner pool stopped" in scanner.log()
 
 
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+
+def _wait_host_cpu_seconds(seconds: float) -> None:
+    """Until the host's CPU time (busy and idle, every core) has advanced by `seconds`."""
+    start = sum(psutil.cpu_times())
+    wait_until(lambda: sum(psutil.cpu_times()) - start >= seconds, 30, message="no CPU time")
+
+
 def test_host_load_excludes_the_pool_itself() -> None:
     """A CPU hog inside the pool's process tree is the pool's own work: it must not read as
     host load. The same hog, seen by a HostLoad whose pool is another (idle) process, does."""
@@ -297,12 +308,16 @@ def test_host_load_excludes_the_pool_itself() -> None:
     try:
         ours = HostLoad(threshold_percent=50.0, pool_pid=os.getpid(), window_seconds=0.0)
         theirs = HostLoad(threshold_percent=50.0, pool_pid=bystander.pid, window_seconds=0.0)
-        time.sleep(1.0)  # a window with no hog: how busy the host is with other work
+        # A window with no hog (until the host has counted a CPU-second per core): how busy
+        # the host already is with other work.
+        _wait_host_cpu_seconds(psutil.cpu_count() or 1)
         if ours.sample() > 20.0:
             pytest.skip("the host is busy with other work: any reading would measure it")
         theirs.sample()  # both readings start here
         with start_cpu_hog():  # one busy child of ours per CPU
-            time.sleep(1.0)  # the measuring window both readings cover (not a wait)
+            # Both readings cover the same window: until the hogs have used a CPU-second.
+            hogs = [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+            wait_until(lambda: _cpu_seconds(hogs) >= 1.0, 30, message="the hogs never ran")
             others_see = theirs.sample()
             pool_sees = ours.sample()
         # The same hog throttles a pool it is not part of, and not the pool it belongs to

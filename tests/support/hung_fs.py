@@ -26,6 +26,7 @@ from typing import Any
 
 import mfusepy as fuse
 
+from tests.support.processes import stop_process
 from tests.support.waiting import wait_until
 
 FILES = {"/dir/a": 1000, "/dir/b": 5000}
@@ -123,12 +124,7 @@ def mounted(mountpoint: Path, control_path: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             control(str(control_path), "release")  # nothing stays stuck in it
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def main() -> None:
