@@ -1,6 +1,7 @@
-"""`python -m bench.walk_rss ROOT tree|plain`: the C walk of ROOT in this fresh process, as a
-worker runs it, printing as JSON the process's RSS at its largest while walking (sampled at
-every tick, when every record the walk keeps is alive) and the walk's wall time.
+"""`python -m bench.walk_rss ROOT tree|plain [THREADS]`: the C walk of ROOT (on THREADS
+threads, default 1) in this fresh process, as a worker runs it, printing as JSON the
+process's RSS at its largest while walking (sampled at every tick, when every record the
+walk keeps is alive) and the walk's wall time.
 
 A fresh process, because in a long-lived one the memory an earlier walk freed is reused and
 hides what this one needs; its peak over the whole run says nothing either (start-up and
@@ -25,22 +26,23 @@ def rss() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-def measure_here(root: str, keep_tree: bool) -> dict[str, float]:
+def measure_here(root: str, keep_tree: bool, threads: int = 1) -> dict[str, float]:
     largest = [rss()]  # a walk too small to tick reads as what the process had before it
 
     def tick(_counters: WalkCounters) -> None:
         largest[0] = max(largest[0], rss())
 
     started = time.perf_counter()
-    walk_volume(root, tick, implementation="c", tree=TreeOptions(0.001) if keep_tree else None)
+    tree = TreeOptions(0.001) if keep_tree else None
+    walk_volume(root, tick, implementation="c", tree=tree, threads=threads)
     return {"rss_during": largest[0], "seconds": time.perf_counter() - started}
 
 
-def measure(root: str, keep_tree: bool) -> dict[str, float]:
+def measure(root: str, keep_tree: bool, threads: int = 1) -> dict[str, float]:
     """The same, in a fresh process."""
     mode = "tree" if keep_tree else "plain"
     out = subprocess.run(
-        [sys.executable, "-m", "bench.walk_rss", root, mode],
+        [sys.executable, "-m", "bench.walk_rss", root, mode, str(threads)],
         check=True,
         capture_output=True,
         text=True,
@@ -50,4 +52,5 @@ def measure(root: str, keep_tree: bool) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure_here(sys.argv[1], sys.argv[2] == "tree")))
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    print(json.dumps(measure_here(sys.argv[1], sys.argv[2] == "tree", threads)))

@@ -20,9 +20,9 @@ from tests.support.tree_checks import (
     du_per_directory,
     node_paths,
 )
+from tests.support.walks import THREADED, VARIANTS, variant_walk
 from tests.test_walk import make_random_tree
 
-IMPLEMENTATIONS = sorted(walk_module.IMPLEMENTATIONS)
 KEEP_ALL = TreeOptions(min_share=0.0, budget_bytes=10**9)
 
 
@@ -45,12 +45,12 @@ def make_nested_tree(root: Path) -> None:
     os.symlink("a/b", root / "link")
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_every_directory_matches_du_and_the_files(tmp_path: Path, implementation: str) -> None:
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_directory_matches_du_and_the_files(tmp_path: Path, variant: str) -> None:
     root = tmp_path / "vol"
     root.mkdir()
     make_nested_tree(root)
-    outcome = walk_volume(str(root), implementation=implementation, tree=KEEP_ALL)
+    outcome = variant_walk(variant)(str(root), tree=KEEP_ALL)
     assert outcome.tree is not None
     tree = scan_tree(outcome.tree, KEEP_ALL)
     nodes = node_paths(tree)
@@ -76,14 +76,14 @@ def test_every_directory_matches_du_and_the_files(tmp_path: Path, implementation
     assert ("/caf%E9-%FF/inside", 3000) in largest
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_a_hard_link_across_directories_counts_once(tmp_path: Path, implementation: str) -> None:
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_hard_link_across_directories_counts_once(tmp_path: Path, variant: str) -> None:
     root = tmp_path / "vol"
     (root / "x").mkdir(parents=True)
     (root / "y").mkdir()
     (root / "x" / "shared").write_bytes(os.urandom(40_000))
     os.link(root / "x" / "shared", root / "y" / "shared")
-    outcome = walk_volume(str(root), implementation=implementation, tree=KEEP_ALL)
+    outcome = variant_walk(variant)(str(root), tree=KEEP_ALL)
     assert outcome.tree is not None
     nodes = node_paths(scan_tree(outcome.tree, KEEP_ALL))
     holding = [name for name in (b"x", b"y") if nodes[name].apparent == 40_000]
@@ -114,9 +114,9 @@ def test_c_and_python_keep_the_same_tree(tmp_path: Path) -> None:
     assert_levels_add_up(trees["c"])
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_pruning_keeps_the_bound_and_every_level_adds_up(
-    tmp_path: Path, implementation: str
+    tmp_path: Path, variant: str
 ) -> None:
     root = tmp_path / "vol"
     root.mkdir()
@@ -129,7 +129,7 @@ def test_pruning_keeps_the_bound_and_every_level_adds_up(
             (directory / "f").write_bytes(b"p" * size)
             sizes[f"/t{top:02d}/d{inner:04d}/f"] = size
     options = TreeOptions(min_share=0.001)
-    outcome = walk_volume(str(root), implementation=implementation, tree=options)
+    outcome = variant_walk(variant)(str(root), tree=options)
     assert outcome.tree is not None and outcome.directory_count == 20_020
     tree = scan_tree(outcome.tree, options)
     assert len(tree.model_dump_json()) < 1_000_000
@@ -164,10 +164,10 @@ def deep(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["rm", "-rf", "--", str(root)], check=True)
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_a_tree_deeper_than_path_max_stays_bounded(deep: Path, implementation: str) -> None:
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_tree_deeper_than_path_max_stays_bounded(deep: Path, variant: str) -> None:
     options = TreeOptions(min_share=0.001)  # every level holds 100 % of the bytes
-    outcome = walk_volume(str(deep), implementation=implementation, tree=options, max_open_dirs=8)
+    outcome = variant_walk(variant)(str(deep), tree=options, max_open_dirs=8)
     assert outcome.tree is not None
     tree = scan_tree(outcome.tree, options)
     assert len(tree.model_dump_json()) < 1_000_000
@@ -176,7 +176,8 @@ def test_a_tree_deeper_than_path_max_stays_bounded(deep: Path, implementation: s
     assert tree.largest_files[0].path == "/d" * 3_000 + "/leaf"
 
 
-def test_the_c_tree_costs_at_most_64_bytes_per_directory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("threads", [1, THREADED])
+def test_the_c_tree_costs_at_most_64_bytes_per_directory(tmp_path: Path, threads: int) -> None:
     if "c" not in walk_module.IMPLEMENTATIONS:
         pytest.skip("the C walk is not built")
     root = tmp_path / "many"
@@ -187,16 +188,22 @@ def test_the_c_tree_costs_at_most_64_bytes_per_directory(tmp_path: Path) -> None
         for inner in range(999):
             (base / f"d{inner:03d}").mkdir()
     directories = 100 * 1_000
-    rounds = [(walk_rss.measure(str(root), False), walk_rss.measure(str(root), True)) for _ in "ab"]
+    rounds = [
+        (walk_rss.measure(str(root), False, threads), walk_rss.measure(str(root), True, threads))
+        for _ in "ab"
+    ]
     during = max(tree["rss_during"] - plain["rss_during"] for plain, tree in rounds)
     during /= directories
-    print(f"tree memory: {during:.1f} bytes per directory while walking ({directories} dirs)")
+    print(
+        f"tree memory, {threads} threads: {during:.1f} bytes per directory while walking "
+        f"({directories} dirs)"
+    )
     assert 30 <= during <= 64  # at least the 40-byte records: the tree was really kept
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_long_paths_and_control_character_names_stay_under_the_bound(
-    deep: Path, implementation: str
+    deep: Path, variant: str
 ) -> None:
     fd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
     for _ in range(3_000):  # by descriptor: the path is longer than PATH_MAX
@@ -214,7 +221,7 @@ def test_long_paths_and_control_character_names_stay_under_the_bound(
         name = bytes([1 + index % 30]) * 200 + b"%d" % index
         os.mkdir(os.fsencode(deep) + b"/" + name)
     options = TreeOptions(min_share=0.0)
-    outcome = walk_volume(str(deep), implementation=implementation, tree=options)
+    outcome = variant_walk(variant)(str(deep), tree=options)
     assert outcome.tree is not None
     tree = scan_tree(outcome.tree, options)
     assert len(tree.model_dump_json()) < 1_000_000

@@ -3,7 +3,7 @@
  * statement, so both implementations keep one contract (walk.py's docstring states it).
  *
  *   walk(root_fd, flags, dev, root_ino, disk, on_tick, counters, tick_every, max_open_dirs,
- *        tree_options)
+ *        tree_options, threads)
  *     -> (total_size, disk_usage, file_count, directory_count, largest_file, skipped,
  *         entries, root_errno, tree)
  *
@@ -15,10 +15,13 @@
  * are read with getdents64 into one buffer and every entry is fstatat'ed with
  * AT_SYMLINK_NOFOLLOW: the same system calls as `du`, without fts's bookkeeping. Only
  * directories are ever opened (openat with O_DIRECTORY|O_NOFOLLOW), each checked by fstat
- * against the (st_dev, st_ino) its lstat named. At most max_open_dirs ancestors stay open;
- * evicted ones are re-opened through ".." and checked the same way. `on_tick(counters)`
- * runs every tick_every entries with the running totals set on `counters`; an exception it
- * raises (or a signal handler's) closes every descriptor and propagates.
+ * against the (st_dev, st_ino) its lstat named. At most max_open_dirs ancestors stay open
+ * per thread; evicted ones are re-opened through ".." and checked the same way.
+ * `on_tick(counters)` runs every tick_every entries with the running totals set on
+ * `counters`; an exception it raises (or a signal handler's) closes every descriptor and
+ * propagates. The walk runs on up to `threads` threads (_walkpool.h), of which
+ * `counters.threads_allowed` (read before the walk and after every tick; 0: all) walk at
+ * once. Every record's figures are folded into its parent's once all threads are done.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -34,9 +37,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "_walkinoset.h"
+#include "_walkpool.h"
 #include "_walktree.h"
-
-#define LIST_BUFFER_BYTES (64 * 1024)
 
 struct linux_dirent64 {
     uint64_t d_ino;
@@ -46,168 +49,35 @@ struct linux_dirent64 {
     char d_name[];
 };
 
-/* --- a set of inode numbers: open addressing, linear probing, backward-shift delete --- */
-
-typedef struct {
-    uint64_t *slots; /* 0 marks an empty slot; inode 0 is kept in has_zero */
-    size_t mask;
-    size_t used;
-    int has_zero;
-} InoSet;
-
-static size_t ino_hash(uint64_t key) {
-    key ^= key >> 33;
-    key *= 0xff51afd7ed558ccdULL;
-    key ^= key >> 33;
-    return (size_t)key;
-}
-
-static int inoset_init(InoSet *set, size_t capacity) {
-    set->slots = calloc(capacity, sizeof(uint64_t));
-    set->mask = capacity - 1;
-    set->used = 0;
-    set->has_zero = 0;
-    return set->slots != NULL ? 0 : -1;
-}
-
-static int inoset_contains(const InoSet *set, uint64_t key) {
-    if (key == 0) {
-        return set->has_zero;
-    }
-    for (size_t i = ino_hash(key) & set->mask;; i = (i + 1) & set->mask) {
-        if (set->slots[i] == key) {
-            return 1;
-        }
-        if (set->slots[i] == 0) {
-            return 0;
-        }
-    }
-}
-
-static void inoset_place(uint64_t *slots, size_t mask, uint64_t key) {
-    size_t i = ino_hash(key) & mask;
-    while (slots[i] != 0) {
-        i = (i + 1) & mask;
-    }
-    slots[i] = key;
-}
-
-/* Adds `key` (known to be absent); -1 when memory runs out. */
-static int inoset_add(InoSet *set, uint64_t key) {
-    if (key == 0) {
-        set->has_zero = 1;
-        return 0;
-    }
-    if ((set->used + 1) * 2 > set->mask + 1) {
-        size_t capacity = (set->mask + 1) * 2;
-        uint64_t *grown = calloc(capacity, sizeof(uint64_t));
-        if (grown == NULL) {
-            return -1;
-        }
-        for (size_t i = 0; i <= set->mask; i++) {
-            if (set->slots[i] != 0) {
-                inoset_place(grown, capacity - 1, set->slots[i]);
-            }
-        }
-        free(set->slots);
-        set->slots = grown;
-        set->mask = capacity - 1;
-    }
-    inoset_place(set->slots, set->mask, key);
-    set->used++;
-    return 0;
-}
-
-static void inoset_discard(InoSet *set, uint64_t key) {
-    if (key == 0) {
-        set->has_zero = 0;
-        return;
-    }
-    size_t i = ino_hash(key) & set->mask;
-    while (set->slots[i] != key) {
-        if (set->slots[i] == 0) {
-            return;
-        }
-        i = (i + 1) & set->mask;
-    }
-    /* Backward shift: move later members of the probe run into the hole. */
-    size_t hole = i;
-    for (size_t j = (hole + 1) & set->mask; set->slots[j] != 0; j = (j + 1) & set->mask) {
-        size_t home = ino_hash(set->slots[j]) & set->mask;
-        if (((j - home) & set->mask) >= ((j - hole) & set->mask)) {
-            set->slots[hole] = set->slots[j];
-            hole = j;
-        }
-    }
-    set->slots[hole] = 0;
-    set->used--;
-}
-
-typedef struct {
-    uint64_t ino;
-    size_t name_at; /* offset of the NUL-terminated name in the name arena */
-    uint32_t record; /* its tree record (0 without a tree) */
-} Pending;
-
-typedef struct {
-    int fd;              /* -1 once evicted (every frame below open_from) */
-    uint64_t ino;        /* identifies the directory for the ".." check */
-    size_t pending_from; /* its subdirectories still to visit are pending[pending_from:] */
-    uint32_t record;     /* its tree record (0 without a tree) */
-} Frame;
-
-typedef struct {
-    Frame *stack; /* the directories being walked, root first */
-    size_t frames, frames_cap;
-    /* subdirectories still to visit, deepest frame's last; their names in one arena */
-    Pending *pending;
-    size_t npending, pending_cap;
-    char *names;
-    size_t names_len, names_cap;
-    InoSet ancestors; /* a same-filesystem bind mount of an ancestor is a cycle */
-    InoSet seen;      /* multi-link non-directories already counted */
-    char *buffer;
-    int cur_fd;
-    int keeps_tree;
-    Tree tree;
-} Walk;
-
-static void walk_release(Walk *w) {
-    if (w->cur_fd != -1) {
-        close(w->cur_fd);
-    }
-    for (size_t i = 0; i < w->frames; i++) {
-        if (w->stack[i].fd != -1) {
-            close(w->stack[i].fd);
-        }
-    }
-    free(w->stack);
-    free(w->pending);
-    free(w->names);
-    free(w->ancestors.slots);
-    free(w->seen.slots);
-    free(w->buffer);
-    tree_release(&w->tree);
-}
-
-/* The figures of a directory that will not be walked (or no further) go to its parent. */
-static void fold(Walk *w, uint32_t record) {
-    if (w->keeps_tree) {
-        tree_fold(&w->tree, record);
-    }
-}
-
-typedef struct {
-    unsigned long long total, disk, files, dirs, largest, skipped, entries;
-} Totals;
+/* --- the Python half: thread 0's tick ------------------------------------------------- */
 
 static PyObject *counter_names[7];
+static PyObject *threads_allowed_name;
 static const char *const counter_fields[7] = {
     "entries", "total_size", "disk_usage", "file_count",
     "directory_count", "largest_file", "skipped",
 };
 
-/* The Python half of a tick (GIL held): the totals onto `counters`, then on_tick. */
+typedef struct {
+    PyObject *on_tick, *counters;
+    PyThreadState *saved; /* the walk runs without the GIL; a tick takes it back */
+} PythonTick;
+
+/* GIL held: counters.threads_allowed, or -1 with an exception set. */
+static int read_allowed(PyObject *counters) {
+    PyObject *value = PyObject_GetAttr(counters, threads_allowed_name);
+    if (value == NULL) {
+        return -1;
+    }
+    const long allowed = PyLong_AsLong(value);
+    Py_DECREF(value);
+    if (allowed == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return allowed < 0 ? 0 : (allowed > WALK_MAX_THREADS ? WALK_MAX_THREADS : (int)allowed);
+}
+
+/* GIL held: the totals onto `counters`, then on_tick. */
 static int call_tick(PyObject *on_tick, PyObject *counters, const Totals *t) {
     unsigned long long values[7] = {
         t->entries, t->total, t->disk, t->files, t->dirs, t->largest, t->skipped,
@@ -231,20 +101,26 @@ static int call_tick(PyObject *on_tick, PyObject *counters, const Totals *t) {
     return 0;
 }
 
-/* Set the running totals on `counters` and call on_tick; -1 with an exception set.
- * The walk runs without the GIL (a thread stuck in a hung filesystem's system call must
- * not stop the worker's bus thread); a tick takes it back for as long as Python runs. */
-static int tick(PyObject *on_tick, PyObject *counters, const Totals *t, PyThreadState **saved) {
-    PyEval_RestoreThread(*saved);
+/* The WalkTick of _walkpool.h: a thread stuck in a hung filesystem's system call must not
+ * stop the worker's bus thread, so the GIL is held only for as long as Python runs. */
+static int python_tick(void *context, const Totals *sum, int *allowed) {
+    PythonTick *python = context;
+    PyEval_RestoreThread(python->saved);
     int status = 0;
     if (PyErr_CheckSignals() < 0) {
         status = -1;
-    } else if (on_tick != Py_None) {
-        status = call_tick(on_tick, counters, t);
+    } else if (python->on_tick != Py_None) {
+        status = call_tick(python->on_tick, python->counters, sum);
     }
-    *saved = PyEval_SaveThread();
+    if (status == 0) {
+        *allowed = read_allowed(python->counters);
+        status = *allowed < 0 ? -1 : 0;
+    }
+    python->saved = PyEval_SaveThread();
     return status;
 }
+
+/* --- one unit: a directory and everything below it, on one thread ---------------------- */
 
 /* Re-open an evicted ancestor through ".."; -1 unless it is still (dev, ino). */
 static int reopen_parent(int child_fd, int flags, dev_t dev, uint64_t ino) {
@@ -260,266 +136,378 @@ static int reopen_parent(int child_fd, int flags, dev_t dev, uint64_t ino) {
     return parent;
 }
 
+static void pop_pending(Walker *w) {
+    w->npending--;
+    w->names_len = w->pending[w->npending].name_at;
+}
+
+/* Open the deepest frame's last pending subdirectory (popping it): its checked descriptor;
+ * -1 when it is skipped (counted); -2 to try again (O_NOATIME was refused: dropped). */
+static int open_pending(Walker *w, size_t top, Pending *taken) {
+    const Pending next = w->pending[w->npending - 1];
+    if (inoset_contains(&w->ancestors, next.ino)) {
+        w->t.skipped++; /* a directory cycle (bind mount): never walk it twice */
+        pop_pending(w);
+        return -1;
+    }
+    int child = openat(w->stack[top].fd, w->names + next.name_at, w->flags);
+    if (child < 0) {
+        if (errno == EPERM && (w->flags & O_NOATIME)) {
+            w->flags &= ~O_NOATIME; /* not our inode: read without O_NOATIME */
+            return -2;
+        }
+        w->t.skipped++; /* unreadable, or swapped for a symlink (ELOOP) */
+        pop_pending(w);
+        return -1;
+    }
+    pop_pending(w);
+    struct stat info;
+    if (fstat(child, &info) != 0 || (uint64_t)info.st_ino != next.ino ||
+        info.st_dev != w->shared->dev) {
+        close(child);
+        w->t.skipped++; /* replaced between lstat and open */
+        return -1;
+    }
+    *taken = next;
+    return child;
+}
+
+/* The listed directory's subdirectories become tree records (in listing order, as the
+ * Python twin adds them) and its own files' figures go on its record; -1 out of memory. */
+static int record_listing(Walker *w, size_t pending_from, uint64_t files, uint64_t apparent,
+                          uint64_t disk) {
+    Shared *s = w->shared;
+    int status = 0;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = pending_from; i < w->npending; i++) {
+        const int64_t added =
+            tree_add_dir(&s->tree, w->cur_record, w->names + w->pending[i].name_at,
+                         w->pending[i].disk);
+        if (added < 0) {
+            status = -1;
+            break;
+        }
+        w->pending[i].record = (uint32_t)added;
+    }
+    DirRecord *own = &s->tree.records[w->cur_record];
+    own->files += files;
+    own->apparent += apparent;
+    own->disk += disk;
+    pthread_mutex_unlock(&s->lock);
+    return status;
+}
+
+/* Whether a multi-link inode is counted for the first time here; -1 out of memory. */
+static int first_link(Shared *s, uint64_t ino) {
+    pthread_mutex_lock(&s->lock);
+    int first = !inoset_contains(&s->seen, ino);
+    if (first && inoset_add(&s->seen, ino) < 0) {
+        first = -1;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return first;
+}
+
+/* The WalkUnit of _walkpool.h: 0 done, -1 stopped, -2 out of memory. */
+static int walk_unit(Walker *w, int is_root) {
+    Shared *s = w->shared;
+    const dev_t dev = s->dev;
+    inoset_clear(&w->ancestors);
+    for (size_t i = 0; i < w->chain_len; i++) {
+        if (!inoset_contains(&w->ancestors, w->chain[i]) &&
+            inoset_add(&w->ancestors, w->chain[i]) < 0) {
+            return -2;
+        }
+    }
+    size_t open_from = 0;
+    for (;;) {
+        const int fd = w->cur_fd;
+        const size_t pending_from = w->npending;
+        uint64_t own_files = 0, own_apparent = 0, own_disk = 0;
+        /* List the directory: every entry is lstat'ed, subdirectories wait in `pending`. */
+        for (;;) {
+            long got = syscall(SYS_getdents64, fd, w->buffer, WALK_LIST_BUFFER_BYTES);
+            if (got == 0) {
+                break;
+            }
+            if (got < 0) {
+                if (w->frames == 0 && is_root) {
+                    s->root_errno = errno; /* the root cannot be listed: the caller's error */
+                    return 0;
+                }
+                w->t.skipped++; /* listing failed part-way; what was read still counts */
+                break;
+            }
+            for (long at = 0; at < got;) {
+                const struct linux_dirent64 *entry = (const void *)(w->buffer + at);
+                at += entry->d_reclen;
+                const char *name = entry->d_name;
+                if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) {
+                    continue;
+                }
+                w->t.entries++;
+                if (w->t.entries >= w->next_tick) {
+                    w->next_tick = w->t.entries + s->tick_every;
+                    if (walkpool_gate(w) < 0) {
+                        return -1;
+                    }
+                }
+                struct stat st;
+                if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                    w->t.skipped++; /* vanished, or the directory is not searchable */
+                    continue;
+                }
+                if (st.st_dev != dev) {
+                    continue; /* another filesystem: out of scope, like du -x */
+                }
+                const uint64_t blocks = (uint64_t)st.st_blocks * 512;
+                if (S_ISDIR(st.st_mode)) {
+                    w->t.dirs++;
+                    w->t.disk += blocks;
+                    size_t length = strlen(name) + 1;
+                    if (grow_array((void **)&w->pending, &w->pending_cap, w->npending + 1,
+                                   sizeof(Pending)) < 0 ||
+                        grow_array((void **)&w->names, &w->names_cap, w->names_len + length,
+                                   1) < 0) {
+                        return -2;
+                    }
+                    memcpy(w->names + w->names_len, name, length);
+                    w->pending[w->npending] = (Pending){(uint64_t)st.st_ino, blocks,
+                                                        w->names_len, 0};
+                    w->npending++;
+                    w->names_len += length;
+                    continue;
+                }
+                w->t.files++;
+                own_files++; /* every path, as file_count; bytes once, below */
+                if (st.st_nlink > 1) {
+                    const int first = first_link(s, (uint64_t)st.st_ino);
+                    if (first < 0) {
+                        return -2;
+                    }
+                    if (!first) {
+                        continue;
+                    }
+                }
+                const unsigned long long size = (unsigned long long)st.st_size;
+                w->t.total += size;
+                w->t.disk += blocks;
+                if (size > w->t.largest && S_ISREG(st.st_mode)) {
+                    w->t.largest = size;
+                }
+                own_apparent += size;
+                own_disk += blocks;
+                if (s->keeps_tree && S_ISREG(st.st_mode)) {
+                    tree_offer_file(&w->files, w->cur_record, name, size, blocks);
+                }
+            }
+        }
+        if (s->keeps_tree &&
+            record_listing(w, pending_from, own_files, own_apparent, own_disk) < 0) {
+            return -2;
+        }
+
+        /* Push the listed directory as a frame; evict the oldest open one past the limit. */
+        if (grow_array((void **)&w->stack, &w->frames_cap, w->frames + 1, sizeof(Frame)) < 0 ||
+            (!inoset_contains(&w->ancestors, w->cur_ino) &&
+             inoset_add(&w->ancestors, w->cur_ino) < 0)) {
+            return -2;
+        }
+        w->stack[w->frames] = (Frame){fd, w->cur_ino, pending_from, w->cur_record};
+        w->frames++;
+        w->cur_fd = -1;
+        if (w->frames - open_from > s->max_open_dirs) {
+            close(w->stack[open_from].fd);
+            w->stack[open_from].fd = -1;
+            open_from++;
+        }
+
+        /* Find the next directory to list: a pending child of the deepest frame (or one for
+         * a hungry thread, while another stays ours), or climb. */
+        while (w->frames > 0) {
+            const size_t top = w->frames - 1;
+            if (w->npending > w->stack[top].pending_from) {
+                const int spare = w->npending > w->stack[top].pending_from + 1;
+                Pending next;
+                const int child = open_pending(w, top, &next);
+                if (child < 0) {
+                    continue;
+                }
+                if (spare && walkpool_should_donate(w)) {
+                    if (walkpool_donate(w, child, next.ino, next.record, top) < 0) {
+                        return -2;
+                    }
+                    continue;
+                }
+                w->cur_fd = child;
+                w->cur_ino = next.ino;
+                w->cur_record = next.record;
+                break;
+            }
+            const int finished = w->stack[top].fd;
+            w->frames--;
+            inoset_discard(&w->ancestors, w->stack[top].ino);
+            if (w->frames > 0 && w->stack[w->frames - 1].fd == -1) {
+                int parent = reopen_parent(finished, w->flags, dev, w->stack[w->frames - 1].ino);
+                if (parent == -1) {
+                    /* The way back up is gone: what the ancestors still had is lost. */
+                    w->t.skipped += w->npending;
+                    w->npending = 0;
+                    w->names_len = 0;
+                    close(finished);
+                    w->frames = 0; /* every remaining frame was evicted (fd -1) */
+                    break;
+                }
+                w->stack[w->frames - 1].fd = parent;
+                open_from--;
+            }
+            close(finished);
+        }
+        if (w->cur_fd == -1) {
+            return 0;
+        }
+    }
+}
+
+/* --- the call ---------------------------------------------------------------------------- */
+
+/* Every thread's totals, largest files and records into the result; NULL with an error. */
+static PyObject *walk_result(Shared *s, PythonTick *python) {
+    Totals t = {0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < s->spawned; i++) {
+        const Walker *w = &s->walkers[i];
+        t.total += w->t.total;
+        t.disk += w->t.disk;
+        t.files += w->t.files;
+        t.dirs += w->t.dirs;
+        t.skipped += w->t.skipped;
+        t.entries += w->t.entries;
+        if (w->t.largest > t.largest) {
+            t.largest = w->t.largest;
+        }
+    }
+    PyObject *tree = NULL;
+    if (s->keeps_tree && s->root_errno == 0) {
+        for (int i = 0; i < s->spawned; i++) {
+            const Tree *files = &s->walkers[i].files;
+            for (size_t k = 0; k < files->ntop; k++) {
+                const TopFile *file = &files->top[k];
+                tree_offer_file(&s->tree, file->dir, file->name, file->size, file->disk);
+            }
+        }
+        /* A child's record always comes after its parent's: fold from the last one. */
+        for (size_t i = s->tree.count; i-- > 1;) {
+            tree_fold(&s->tree, (uint32_t)i);
+        }
+        PyEval_RestoreThread(python->saved);
+        tree = tree_result(&s->tree);
+        if (tree == NULL) {
+            return NULL;
+        }
+    } else {
+        PyEval_RestoreThread(python->saved);
+        tree = Py_NewRef(Py_None);
+    }
+    return Py_BuildValue("(KKKKKKKiN)", t.total, t.disk, t.files, t.dirs, t.largest, t.skipped,
+                         t.entries, s->root_errno, tree);
+}
+
 static PyObject *walk(PyObject *module, PyObject *args) {
     (void)module;
     int root_fd = -1, flags = 0; /* -1: not parsed, so nothing of the caller's is closed */
     unsigned long long dev_arg, root_ino, disk0;
     PyObject *on_tick, *counters, *tree_options;
     Py_ssize_t tick_every, max_open_dirs;
-    if (!PyArg_ParseTuple(args, "iiKKKOOnnO", &root_fd, &flags, &dev_arg, &root_ino, &disk0,
-                          &on_tick, &counters, &tick_every, &max_open_dirs, &tree_options)) {
+    int threads;
+    if (!PyArg_ParseTuple(args, "iiKKKOOnnOi", &root_fd, &flags, &dev_arg, &root_ino, &disk0,
+                          &on_tick, &counters, &tick_every, &max_open_dirs, &tree_options,
+                          &threads)) {
         if (root_fd >= 0) {
             close(root_fd); /* ours from the call on, whatever happens */
         }
         return NULL;
     }
-    if (tick_every < 1 || max_open_dirs < 1) {
+    if (tick_every < 1 || max_open_dirs < 1 || threads < 1) {
         close(root_fd);
-        PyErr_SetString(PyExc_ValueError, "tick_every and max_open_dirs must be at least 1");
+        PyErr_SetString(PyExc_ValueError,
+                        "tick_every, max_open_dirs and threads must be at least 1");
         return NULL;
     }
-    const dev_t dev = (dev_t)dev_arg;
-    Walk w;
-    memset(&w, 0, sizeof w);
-    w.cur_fd = root_fd;
-    Totals t = {0, disk0, 0, 0, 0, 0, 0};
-    unsigned long long next_tick = (unsigned long long)tick_every;
-    uint64_t cur_ino = root_ino;
-    uint32_t cur_record = 0;
-    size_t open_from = 0;
-    int root_errno = 0;
-    PyObject *tree_result_value = NULL;
-    PyThreadState *saved = NULL;
+    const int allowed = read_allowed(counters);
+    if (allowed < 0) {
+        close(root_fd);
+        return NULL;
+    }
+    Shared *s = calloc(1, sizeof(Shared));
+    if (s == NULL) {
+        close(root_fd);
+        return PyErr_NoMemory();
+    }
+    s->dev = (dev_t)dev_arg;
+    s->tick_every = (unsigned long long)tick_every;
+    s->max_open_dirs = (size_t)max_open_dirs;
+    s->walk_unit = walk_unit;
+    PythonTick python = {on_tick, counters, NULL};
+    s->tick = python_tick;
+    s->tick_context = &python;
+    double min_share = 0.0;
+    Py_ssize_t budget_bytes = 0, top_files = 0;
     if (tree_options != Py_None) {
-        double min_share;
-        Py_ssize_t budget_bytes, top_files;
         if (!PyArg_ParseTuple(tree_options, "dnn", &min_share, &budget_bytes, &top_files) ||
             budget_bytes < 0 || top_files < 0) {
             close(root_fd);
+            free(s);
             if (!PyErr_Occurred()) {
                 PyErr_SetString(PyExc_ValueError, "tree budget and top_files must be >= 0");
             }
             return NULL;
         }
-        w.keeps_tree = 1;
-        if (tree_init(&w.tree, min_share, (size_t)budget_bytes, (size_t)top_files, disk0) < 0) {
-            goto out_of_memory;
-        }
+        s->keeps_tree = 1;
     }
-    w.buffer = malloc(LIST_BUFFER_BYTES);
-    if (w.buffer == NULL || inoset_init(&w.ancestors, 64) < 0 || inoset_init(&w.seen, 1024) < 0) {
-        goto out_of_memory;
+    /* The root's record exists with or without a tree: record_listing is skipped without
+     * one, and a one-record tree costs nothing. */
+    if (tree_init(&s->tree, min_share, (size_t)budget_bytes, (size_t)top_files, disk0) < 0 ||
+        walkpool_init(s, threads, allowed, flags) < 0) {
+        close(root_fd);
+        walkpool_release(s);
+        tree_release(&s->tree);
+        free(s);
+        return PyErr_NoMemory();
     }
+    Walker *first = &s->walkers[0];
+    first->cur_fd = root_fd;
+    first->cur_ino = root_ino;
+    first->cur_record = 0;
+    first->t.disk = disk0;
 
-    saved = PyEval_SaveThread(); /* taken back by each tick and at the end */
-    for (;;) {
-        const int fd = w.cur_fd;
-        const size_t pending_from = w.npending;
-        /* List the directory: every entry is lstat'ed, subdirectories wait in `pending`. */
-        for (;;) {
-            long got = syscall(SYS_getdents64, fd, w.buffer, LIST_BUFFER_BYTES);
-            if (got == 0) {
-                break;
-            }
-            if (got < 0) {
-                if (w.frames == 0) {
-                    root_errno = errno; /* the root cannot be listed: the caller's error */
-                    goto walked;
-                }
-                t.skipped++; /* listing failed part-way; what was read still counts */
-                break;
-            }
-            for (long at = 0; at < got;) {
-                const struct linux_dirent64 *entry = (const void *)(w.buffer + at);
-                at += entry->d_reclen;
-                const char *name = entry->d_name;
-                if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) {
-                    continue;
-                }
-                t.entries++;
-                if (t.entries >= next_tick) {
-                    next_tick = t.entries + (unsigned long long)tick_every;
-                    if (tick(on_tick, counters, &t, &saved) < 0) {
-                        goto failed_unlocked;
-                    }
-                }
-                struct stat st;
-                if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-                    t.skipped++; /* vanished, or the directory is not searchable */
-                    continue;
-                }
-                if (st.st_dev != dev) {
-                    continue; /* another filesystem: out of scope, like du -x */
-                }
-                if (S_ISDIR(st.st_mode)) {
-                    t.dirs++;
-                    t.disk += (unsigned long long)st.st_blocks * 512;
-                    uint32_t record = 0;
-                    if (w.keeps_tree) {
-                        int64_t added = tree_add_dir(&w.tree, cur_record, name,
-                                                     (uint64_t)st.st_blocks * 512);
-                        if (added < 0) {
-                            goto oom_unlocked;
-                        }
-                        record = (uint32_t)added;
-                    }
-                    size_t length = strlen(name) + 1;
-                    if (grow_array((void **)&w.pending, &w.pending_cap, w.npending + 1,
-                             sizeof(Pending)) < 0 ||
-                        grow_array((void **)&w.names, &w.names_cap, w.names_len + length, 1) < 0) {
-                        goto oom_unlocked;
-                    }
-                    memcpy(w.names + w.names_len, name, length);
-                    w.pending[w.npending].ino = (uint64_t)st.st_ino;
-                    w.pending[w.npending].name_at = w.names_len;
-                    w.pending[w.npending].record = record;
-                    w.npending++;
-                    w.names_len += length;
-                    continue;
-                }
-                t.files++;
-                DirRecord *own = w.keeps_tree ? &w.tree.records[cur_record] : NULL;
-                if (own != NULL) {
-                    own->files++; /* every path, as file_count; bytes once, below */
-                }
-                if (st.st_nlink > 1) {
-                    if (inoset_contains(&w.seen, (uint64_t)st.st_ino)) {
-                        continue;
-                    }
-                    if (inoset_add(&w.seen, (uint64_t)st.st_ino) < 0) {
-                        goto oom_unlocked;
-                    }
-                }
-                const unsigned long long size = (unsigned long long)st.st_size;
-                t.total += size;
-                t.disk += (unsigned long long)st.st_blocks * 512;
-                if (size > t.largest && S_ISREG(st.st_mode)) {
-                    t.largest = size;
-                }
-                if (own != NULL) {
-                    own->apparent += size;
-                    own->disk += (unsigned long long)st.st_blocks * 512;
-                    if (S_ISREG(st.st_mode)) {
-                        tree_offer_file(&w.tree, cur_record, name, size,
-                                        (uint64_t)st.st_blocks * 512);
-                    }
-                }
-            }
-        }
-
-        /* Push the listed directory as a frame; evict the oldest open one past the limit. */
-        if (grow_array((void **)&w.stack, &w.frames_cap, w.frames + 1, sizeof(Frame)) < 0 ||
-            inoset_add(&w.ancestors, cur_ino) < 0) {
-            goto oom_unlocked;
-        }
-        w.stack[w.frames] = (Frame){fd, cur_ino, pending_from, cur_record};
-        w.frames++;
-        w.cur_fd = -1;
-        if (w.frames - open_from > (size_t)max_open_dirs) {
-            close(w.stack[open_from].fd);
-            w.stack[open_from].fd = -1;
-            open_from++;
-        }
-
-        /* Find the next directory to list: a pending child of the deepest frame, or climb. */
-        while (w.frames > 0) {
-            const size_t top = w.frames - 1;
-            if (w.npending > w.stack[top].pending_from) {
-                const Pending next = w.pending[w.npending - 1];
-                const char *name = w.names + next.name_at;
-                if (inoset_contains(&w.ancestors, next.ino)) {
-                    t.skipped++; /* a directory cycle (bind mount): never walk it twice */
-                    w.npending--;
-                    w.names_len = next.name_at;
-                    fold(&w, next.record);
-                    continue;
-                }
-                int child = openat(w.stack[top].fd, name, flags);
-                if (child < 0) {
-                    if (errno == EPERM && (flags & O_NOATIME)) {
-                        flags &= ~O_NOATIME; /* not our inode: read without O_NOATIME */
-                    } else {
-                        t.skipped++; /* unreadable, or swapped for a symlink (ELOOP) */
-                        w.npending--;
-                        w.names_len = next.name_at;
-                        fold(&w, next.record);
-                    }
-                    continue;
-                }
-                w.npending--;
-                w.names_len = next.name_at;
-                struct stat info;
-                if (fstat(child, &info) != 0 || (uint64_t)info.st_ino != next.ino ||
-                    info.st_dev != dev) {
-                    close(child);
-                    t.skipped++; /* replaced between lstat and open */
-                    fold(&w, next.record);
-                    continue;
-                }
-                w.cur_fd = child;
-                cur_ino = next.ino;
-                cur_record = next.record;
-                break;
-            }
-            const int finished = w.stack[top].fd;
-            w.frames--;
-            inoset_discard(&w.ancestors, w.stack[top].ino);
-            fold(&w, w.stack[top].record);
-            if (w.frames > 0 && w.stack[w.frames - 1].fd == -1) {
-                int parent = reopen_parent(finished, flags, dev, w.stack[w.frames - 1].ino);
-                if (parent == -1) {
-                    /* The way back up is gone: what the ancestors still had is lost. */
-                    t.skipped += w.npending;
-                    for (size_t i = w.npending; i-- > 0;) {
-                        fold(&w, w.pending[i].record);
-                    }
-                    for (size_t i = w.frames; i-- > 0;) {
-                        fold(&w, w.stack[i].record);
-                    }
-                    close(finished);
-                    w.frames = 0; /* every remaining frame was evicted (fd -1) */
-                    break;
-                }
-                w.stack[w.frames - 1].fd = parent;
-                open_from--;
-            }
-            close(finished);
-        }
-        if (w.cur_fd == -1) {
-            break;
-        }
+    python.saved = PyEval_SaveThread(); /* taken back by each tick and at the end */
+    int status = walk_unit(first, 1);
+    while (status == 0 && walkpool_take(first)) {
+        status = walk_unit(first, 0);
     }
-
-walked:
-    PyEval_RestoreThread(saved);
-    if (w.keeps_tree && root_errno == 0) {
-        tree_result_value = tree_result(&w.tree);
-        if (tree_result_value == NULL) {
-            goto failed;
+    if (status < 0) {
+        walkpool_fail(first, status == -2);
+    }
+    walkpool_join(s);
+    PyObject *result = NULL;
+    if (s->stop) {
+        PyEval_RestoreThread(python.saved);
+        if (s->out_of_memory && !PyErr_Occurred()) {
+            PyErr_NoMemory();
         }
     } else {
-        tree_result_value = Py_NewRef(Py_None);
+        result = walk_result(s, &python); /* takes the GIL back */
     }
-    walk_release(&w);
-    return Py_BuildValue("(KKKKKKKiN)", t.total, t.disk, t.files, t.dirs, t.largest, t.skipped,
-                         t.entries, root_errno, tree_result_value);
-
-failed_unlocked:
-    PyEval_RestoreThread(saved);
-    goto failed;
-oom_unlocked:
-    PyEval_RestoreThread(saved);
-out_of_memory:
-    PyErr_NoMemory();
-failed:
-    walk_release(&w);
-    return NULL;
+    walkpool_release(s);
+    tree_release(&s->tree);
+    free(s);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,
      "walk(root_fd, flags, dev, root_ino, disk, on_tick, counters, tick_every, "
-     "max_open_dirs, tree_options) -> (total_size, disk_usage, file_count, "
+     "max_open_dirs, tree_options, threads) -> (total_size, disk_usage, file_count, "
      "directory_count, largest_file, skipped, entries, root_errno, tree); takes ownership "
      "of root_fd."},
     {NULL, NULL, 0, NULL},
@@ -539,6 +527,10 @@ PyMODINIT_FUNC PyInit__walkc(void) {
         if (counter_names[i] == NULL) {
             return NULL;
         }
+    }
+    threads_allowed_name = PyUnicode_InternFromString("threads_allowed");
+    if (threads_allowed_name == NULL) {
+        return NULL;
     }
     return PyModule_Create(&module_def);
 }

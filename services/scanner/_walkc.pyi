@@ -13,5 +13,6 @@ def walk(
     tick_every: int,
     max_open_dirs: int,
     tree_options: tuple[float, int, int] | None,
+    threads: int,
     /,
 ) -> Totals: ...

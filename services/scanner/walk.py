@@ -58,6 +58,9 @@ class WalkCounters:
     directory_count: int = 0
     largest_file: int = 0
     skipped: int = 0
+    # Read by the C walk before it starts and after every tick: how many of its threads may
+    # walk at once (0: all). `on_tick` lowers it to share the CPUs, or to pause helpers.
+    threads_allowed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,7 @@ WalkFds = Callable[
         int,
         int,
         tuple[float, int, int] | None,
+        int,
     ],
     Totals,
 ]
@@ -135,6 +139,8 @@ def walk_volume(
     max_open_dirs: int = MAX_OPEN_DIRS,
     implementation: str | None = None,
     tree: TreeOptions | None = None,
+    threads: int = 1,
+    threads_allowed: int = 0,
 ) -> WalkOutcome:
     """Measure the tree at `root` (a path, or an open directory descriptor); raises
     ScanError when the root itself cannot be scanned.
@@ -143,9 +149,11 @@ def walk_volume(
     (all descriptors are closed) and propagates, which is how a caller cancels.
     `implementation` is "c" or "python" (default: IMPLEMENTATION, the C loop when built).
     With `tree`, the outcome also holds the directory tree, pruned as tree.py says.
+    The C loop splits the tree over up to `threads` threads (the Python loop walks on one),
+    `threads_allowed` of them at once to begin with (0: all; see WalkCounters).
     """
-    if max_open_dirs < 1 or tick_every < 1:
-        raise ValueError("max_open_dirs and tick_every must be at least 1")
+    if max_open_dirs < 1 or tick_every < 1 or threads < 1:
+        raise ValueError("max_open_dirs, tick_every and threads must be at least 1")
     run = IMPLEMENTATIONS[implementation or IMPLEMENTATION]
     started = time.monotonic_ns()
     fs_type = filesystem_type(root if isinstance(root, str) else f"/proc/self/fd/{root}")
@@ -157,10 +165,11 @@ def walk_volume(
         root_info.st_ino,
         root_info.st_blocks * 512,
         on_tick,
-        WalkCounters(),
+        WalkCounters(threads_allowed=threads_allowed),
         tick_every,
         max_open_dirs,
         tree.as_tuple() if tree is not None else None,
+        threads,
     )
     if root_errno:
         error = OSError(root_errno, os.strerror(root_errno))
@@ -190,8 +199,11 @@ def _walk_fds(
     tick_every: int,
     max_open_dirs: int,
     tree_options: tuple[float, int, int] | None = None,
+    threads: int = 1,
 ) -> Totals:
     """The pure-Python loop (the fallback, and the reference the C loop transcribes).
+
+    It walks on one thread whatever `threads` says: Python threads would share one GIL.
 
     One long loop on purpose: the per-entry path calls no helper and reads only locals
     (the tree's records, when kept, are the exception: see tree.py).
