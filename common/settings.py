@@ -112,6 +112,8 @@ class Settings(BaseSettings):
 
     # --- scanner
     scanner_workers: int = Field(2, ge=1, le=64, validation_alias=_env("VV_SCANNER_WORKERS"))
+    # 0: the CPUs the scanner may use; a scan never takes more than its share of them.
+    walk_threads: int = Field(0, ge=0, le=256, validation_alias=_env("VV_WALK_THREADS"))
     scan_load_threshold_percent: float = Field(
         80.0, gt=0, le=100, validation_alias=_env("VV_SCAN_LOAD_THRESHOLD")
     )

@@ -5,7 +5,7 @@
  *   walk(root_fd, flags, dev, root_ino, disk, on_tick, counters, tick_every, max_open_dirs,
  *        tree_options, threads)
  *     -> (total_size, disk_usage, file_count, directory_count, largest_file, skipped,
- *         entries, root_errno, tree)
+ *         entries, root_errno, tree, threads_used)
  *
  * With tree_options = (min_share, budget_bytes, top_files) it also keeps the directory tree
  * (_walktree.c: a 40-byte record and the name of every directory, the largest files) and
@@ -21,7 +21,7 @@
  * `counters`; an exception it raises (or a signal handler's) closes every descriptor and
  * propagates. The walk runs on up to `threads` threads (_walkpool.h), of which
  * `counters.threads_allowed` (read before the walk and after every tick; 0: all) walk at
- * once. Every record's figures are folded into its parent's once all threads are done.
+ * once; threads_used is the most that walked at once. Every record's figures are folded into its parent's once all threads are done.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -408,8 +408,8 @@ static PyObject *walk_result(Shared *s, PythonTick *python) {
         PyEval_RestoreThread(python->saved);
         tree = Py_NewRef(Py_None);
     }
-    return Py_BuildValue("(KKKKKKKiN)", t.total, t.disk, t.files, t.dirs, t.largest, t.skipped,
-                         t.entries, s->root_errno, tree);
+    return Py_BuildValue("(KKKKKKKiNi)", t.total, t.disk, t.files, t.dirs, t.largest,
+                         t.skipped, t.entries, s->root_errno, tree, s->peak_running);
 }
 
 static PyObject *walk(PyObject *module, PyObject *args) {
@@ -508,7 +508,8 @@ static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,
      "walk(root_fd, flags, dev, root_ino, disk, on_tick, counters, tick_every, "
      "max_open_dirs, tree_options, threads) -> (total_size, disk_usage, file_count, "
-     "directory_count, largest_file, skipped, entries, root_errno, tree); takes ownership "
+     "directory_count, largest_file, skipped, entries, root_errno, tree, threads_used); "
+     "takes ownership "
      "of root_fd."},
     {NULL, NULL, 0, NULL},
 };

@@ -10,6 +10,13 @@
 
 #define IDLE_TICK_NS (10 * 1000 * 1000L) /* progress, cancel and throttle while waiting */
 
+/* Lock held: one more thread walks. */
+static void add_running(Shared *s) {
+    if (++s->running > s->peak_running) {
+        s->peak_running = s->running;
+    }
+}
+
 static void update_hint(Shared *s) {
     const int taker = s->hungry > (int)s->nqueue || s->spawned < s->threads;
     __atomic_store_n(&s->wants_work, taker && s->running < s->allowed, __ATOMIC_RELAXED);
@@ -62,6 +69,7 @@ int walkpool_init(Shared *s, int threads, int allowed, int flags) {
     s->allowed = allowed < 1 || allowed > s->threads ? s->threads : allowed;
     s->spawned = 1;
     s->running = 1;
+    s->peak_running = 1;
     s->holding = 1;
     set_idle_tick(s);
     pthread_condattr_t attributes;
@@ -173,7 +181,7 @@ int walkpool_gate(Walker *w) {
         if (status == 0 && s->stop) {
             status = -1;
         }
-        s->running++;
+        add_running(s);
         update_hint(s);
     }
     pthread_mutex_unlock(&s->lock);
@@ -204,7 +212,7 @@ int walkpool_take(Walker *w) {
             w->cur_record = unit.record;
             w->holds_unit = 1;
             s->holding++;
-            s->running++;
+            add_running(s);
             got = 1;
             break;
         }

@@ -97,6 +97,7 @@ struct Shared {
     int spawned;  /* started so far, thread 0 included */
     int allowed;  /* may walk at once */
     int running;  /* walking now */
+    int peak_running; /* the most that walked at once */
     int holding;  /* holding a unit (walking or paused) */
     int hungry;   /* waiting for a unit */
     int stop;     /* a tick raised, or a helper ran out of memory */

@@ -30,13 +30,24 @@ def measure(
     on_walk_tick: Callable[[WalkCounters], None],
     is_busy: Callable[[], bool],
     on_du_poll: Callable[[bool], None],
+    walk_threads: int = 1,
+    threads_allowed: int = 0,
 ) -> Measurement:
-    """The job's result; raises ScanError for a refused or unscannable mountpoint."""
+    """The job's result; raises ScanError for a refused or unscannable mountpoint.
+
+    A native walk runs on up to `walk_threads` threads, `threads_allowed` of them at once
+    until its first tick says otherwise (cpu_share.py)."""
     root_fd = open_confined(job.mountpoint, allowed_roots(configured_roots, job.volumes_dir))
     try:
         log.info("scan root opened scan_id=%s real_path=%r", job.scan_id, real_path(root_fd))
         if job.method == "native":
-            walked = walk_volume(root_fd, on_walk_tick, tree=tree_options)
+            walked = walk_volume(
+                root_fd,
+                on_walk_tick,
+                tree=tree_options,
+                threads=walk_threads,
+                threads_allowed=threads_allowed,
+            )
             tree = scan_tree(walked.tree, tree_options) if walked.tree is not None else None
             result = ScanResultData(
                 volume_id=job.volume_id,

@@ -43,6 +43,7 @@ class _Member:
     channel: Connection  # the pool's end of the worker's pipe
     started_at: float
     heard_at: float
+    board_index: int | None  # its mark on the CPU share board (cpu_share.py)
     heard: bool = False  # it has beaten at least once
     killed: bool = False
 
@@ -59,6 +60,9 @@ class ScannerPool:
         self._restart_at: list[float] = [0.0] * settings.scanner_workers
         self._retired: list[_Member] = []
         self._stopping = False
+        # One mark per worker that may be alive: the slots, and as many retired ones (past
+        # that the oldest is killed); a spare pair for those killed but not yet reaped.
+        self._board = self._mp.RawArray("b", 2 * settings.scanner_workers + 2)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -71,17 +75,29 @@ class ScannerPool:
     def request_stop(self) -> None:
         self._stopping = True
 
+    def _free_board_index(self) -> int | None:
+        members = [m for m in self._slots if m is not None] + self._retired
+        taken = {m.board_index for m in members}
+        free = next((i for i in range(len(self._board)) if i not in taken), None)
+        return free
+
+    def _clear_mark(self, member: _Member) -> None:
+        """A reaped worker scans no more, whatever it last marked (killed mid-scan)."""
+        if member.board_index is not None:
+            self._board[member.board_index] = 0
+
     def _start(self, slot: int) -> None:
         ours, theirs = self._mp.Pipe(duplex=True)
+        board_index = self._free_board_index()
         process = self._mp.Process(
             target=run_worker,
-            args=(self.settings, os.getpid(), theirs),
+            args=(self.settings, os.getpid(), theirs, self._board, board_index),
             name=f"scanner-worker-{slot}",
         )
         process.start()
         theirs.close()
         now = time.monotonic()
-        self._slots[slot] = _Member(process, ours, now, now)
+        self._slots[slot] = _Member(process, ours, now, now, board_index)
         log.info("worker process started slot=%d pid=%s", slot, process.pid)
 
     def _read(self, member: _Member) -> bool:
@@ -127,6 +143,7 @@ class ScannerPool:
             if not old.process.is_alive():
                 old.process.join()
                 old.channel.close()
+                self._clear_mark(old)
                 self._retired.remove(old)
                 log.info(
                     "retired worker exited pid=%s exitcode=%s retired=%d",
@@ -145,6 +162,7 @@ class ScannerPool:
             elif member is not None:
                 member.process.join()
                 member.channel.close()
+                self._clear_mark(member)
                 log.warning(
                     "worker process died slot=%d pid=%s exitcode=%s, restarting",
                     slot,

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from common.messages import ScanFailure, ScanJob
+from services.scanner.cpu_share import CpuShare
 from services.scanner.errors import ScanError
 from services.scanner.measure import Measurement, measure
 from services.scanner.tree import TreeOptions
@@ -41,8 +42,10 @@ class ScanThread:
         scan_roots: list[str],
         tree_options: TreeOptions,
         is_busy: Callable[[], bool],
+        cpu_share: CpuShare,
     ) -> None:
         self.job = job
+        self._cpu_share = cpu_share
         self._scan_roots = scan_roots
         self._tree_options = tree_options
         self._is_busy = is_busy
@@ -68,6 +71,7 @@ class ScanThread:
 
     def start(self) -> None:
         self.started_at = self.moved_at = time.monotonic()
+        self._cpu_share.begin()
         self._thread.start()
 
     def running(self) -> bool:
@@ -118,6 +122,8 @@ class ScanThread:
                 on_walk_tick=self._on_walk_tick,
                 is_busy=self._is_busy,
                 on_du_poll=self._on_du_poll,
+                walk_threads=self._cpu_share.limit,
+                threads_allowed=self._cpu_share.threads(),
             )
         except ScanCancelled:
             pass
@@ -127,6 +133,7 @@ class ScanThread:
             log.exception("scan crashed scan_id=%s", self.job.scan_id)
             self.failure = ScanFailure(code="SCAN_FAILED", message=f"{type(exc).__name__}: {exc}")
         finally:
+            self._cpu_share.end()
             os.write(self._write_fd, b"x")
 
     def _on_walk_tick(self, counters: WalkCounters) -> None:
@@ -138,6 +145,8 @@ class ScanThread:
         if self._cancelled:
             raise ScanCancelled
         self.throttled = self._is_busy()
+        # While the host is busy, one thread walks (and sleeps here; the others pause).
+        counters.threads_allowed = 1 if self.throttled else self._cpu_share.threads()
         if self.throttled:
             time.sleep(THROTTLE_SLEEP_SECONDS)  # yield the CPU to the host's own work
 

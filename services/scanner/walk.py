@@ -75,6 +75,7 @@ class WalkOutcome:
     filesystem_type: str
     duration_ns: int
     tree: RawTree | None = None
+    threads_used: int = 1  # the most threads that walked at once
 
 
 def _open_root(root: str | int, flags: int) -> tuple[int, int, os.stat_result]:
@@ -108,10 +109,11 @@ def _open_root(root: str | int, flags: int) -> tuple[int, int, os.stat_result]:
     return fd, flags, info
 
 
-Totals = tuple[int, int, int, int, int, int, int, int, RawTree | None]
+Totals = tuple[int, int, int, int, int, int, int, int, RawTree | None, int]
 """(total_size, disk_usage, file_count, directory_count, largest_file, skipped, entries,
-root_errno, tree): what a walk implementation returns; root_errno != 0 means the root could
-not be listed; tree is None unless tree options were given (tree.py)."""
+root_errno, tree, threads_used): what a walk implementation returns; root_errno != 0 means
+the root could not be listed; tree is None unless tree options were given (tree.py);
+threads_used is the most threads that walked at once."""
 
 WalkFds = Callable[
     [
@@ -158,7 +160,7 @@ def walk_volume(
     started = time.monotonic_ns()
     fs_type = filesystem_type(root if isinstance(root, str) else f"/proc/self/fd/{root}")
     root_fd, flags, root_info = _open_root(root, _DIR_FLAGS | _NOATIME)
-    total, disk, files, dirs, largest, skipped, entries, root_errno, kept_tree = run(
+    total, disk, files, dirs, largest, skipped, entries, root_errno, kept_tree, used = run(
         root_fd,  # the implementation owns it from here and closes it
         flags,
         root_info.st_dev,
@@ -185,6 +187,7 @@ def walk_volume(
         filesystem_type=fs_type,
         duration_ns=time.monotonic_ns() - started,
         tree=kept_tree,
+        threads_used=used,
     )
 
 
@@ -295,7 +298,7 @@ def _walk_fds(
             except OSError as exc:
                 if not fds:
                     errno_ = exc.errno or 1
-                    return total, disk, files, dirs, largest, skipped, entries, errno_, None
+                    return total, disk, files, dirs, largest, skipped, entries, errno_, None, 1
                 skipped += 1  # listing failed part-way; what was read still counts
 
             fds.append(cur_fd)
@@ -373,7 +376,7 @@ def _walk_fds(
             if fd != -1:
                 close(fd)
     kept = prune(tree) if tree is not None else None
-    return total, disk, files, dirs, largest, skipped, entries, 0, kept
+    return total, disk, files, dirs, largest, skipped, entries, 0, kept, 1
 
 
 def _reopen_parent(child_fd: int, flags: int, dev: int, ino: int) -> int:

@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import MutableSequence
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from types import FrameType
@@ -33,6 +34,7 @@ from common.messages import (
     utc_now,
 )
 from common.settings import Settings
+from services.scanner.cpu_share import CpuShare
 from services.scanner.link import GatewayLink
 from services.scanner.load import HostLoad
 from services.scanner.scan_thread import ScanThread
@@ -60,8 +62,10 @@ class ScanWorker:
         pool_pid: int | None = None,
         load: HostLoad | None = None,
         channel: PoolChannel | None = None,
+        cpu_share: CpuShare | None = None,
     ) -> None:
         self.settings = settings
+        self._cpu_share = cpu_share or CpuShare(settings.walk_threads)
         self._pool_pid = pool_pid  # also the parent we expect; None when run in-process
         self._link = GatewayLink(settings)
         self._load = load or HostLoad(settings.scan_load_threshold_percent, pool_pid)
@@ -220,6 +224,7 @@ class ScanWorker:
             scan_roots=self.settings.scan_roots,
             tree_options=TreeOptions(self.settings.tree_min_share),
             is_busy=self._load.busy,
+            cpu_share=self._cpu_share,
         )
         self._current = walk
         self._next_heartbeat = 0.0  # tell the gateway at once which scan we are on
@@ -227,12 +232,13 @@ class ScanWorker:
         self._service()
         self._send_progress(walk)
         log.info(
-            "scan started scan_id=%s volume_id=%s worker_id=%s method=%s path=%r",
+            "scan started scan_id=%s volume_id=%s worker_id=%s method=%s path=%r threads=%d",
             job.scan_id,
             job.volume_id,
             self.worker_id,
             job.method,
             job.mountpoint,
+            self._cpu_share.threads(starting=True) if job.method == "native" else 1,
         )
         walk.start()
         try:
@@ -309,6 +315,7 @@ class ScanWorker:
     def _abandon(self, walk: ScanThread, reason: str) -> None:
         """End the job with SCAN_TIMEOUT and leave the walk where it is stuck."""
         walk.cancel()  # if it ever returns, it stops at its next tick; its figures are dropped
+        self._cpu_share.end()  # a walk stuck in the kernel takes no CPU
         job = walk.job
         since = utc_now() - timedelta(seconds=time.monotonic() - walk.moved_at)
         self._stuck = (walk, StuckWalk(scan_id=job.scan_id, volume_id=job.volume_id, since=since))
@@ -370,11 +377,20 @@ class ScanWorker:
 
 
 def run_worker(
-    settings: Settings, pool_pid: int | None = None, channel: Connection | None = None
+    settings: Settings,
+    pool_pid: int | None = None,
+    channel: Connection | None = None,
+    board: MutableSequence[int] | None = None,
+    board_index: int | None = None,
 ) -> None:
     """A worker process's whole life: the target the pool spawns."""
     setup_logging("scanner", settings.log_level)
-    worker = ScanWorker(settings, pool_pid=pool_pid, channel=PoolChannel(channel))
+    worker = ScanWorker(
+        settings,
+        pool_pid=pool_pid,
+        channel=PoolChannel(channel),
+        cpu_share=CpuShare(settings.walk_threads, board, board_index),
+    )
     worker.install_signal_handlers()
     worker.startup()
     try:
