@@ -2,11 +2,12 @@
 
 A seeded generator writes files (empty, small, sparse, a few larger), directories, hardlinks
 and symlinks into one volume of the engine. Each round times, in a rotating order, on the
-same mountpoint: `du -s -B1`, `du -sb`, the engine's `GET /system/df?type=volume`, our walk
-in this process (C loop, the C loop keeping the directory tree as native scans do, and the
-pure-Python fallback) with a progress callback like the worker's, and a full scan through
-the services (sync refresh; the worker's own duration). Then the walk's RSS with the tree and
-without it, each in a fresh process (bench/walk_rss.py).
+same mountpoint: `du -s -B1`, `du -sb`, gdu (Debian's parallel disk-usage tool, on every
+core), the engine's `GET /system/df?type=volume`, our walk in this process (the C loop on
+every usable CPU as a lone scan runs it, on one thread, keeping the directory tree as native
+scans do, and the pure-Python fallback) with a progress callback like the worker's, and a
+full scan through the services (sync refresh; the worker's own duration). Then the walk's
+RSS with the tree and without it, each in a fresh process (bench/walk_rss.py).
 Cold rounds (page cache dropped before each measurement) run when root may drop caches.
 """
 
@@ -16,6 +17,7 @@ import argparse
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -37,6 +39,7 @@ from bench.common import (
     seconds,
     services,
 )
+from services.scanner.cpu_share import usable_cpus
 from services.scanner.tree import TreeOptions
 from services.scanner.walk import IMPLEMENTATION, WalkCounters, walk_volume
 
@@ -104,24 +107,36 @@ class Timing:
     system: float
     value: int  # disk usage (du, our walk) or apparent size (the engine)
     total: int = -1  # our walk's total_size
+    max_rss: int = 0  # bytes, for a tool run as a process of its own
 
 
-def run_du(flags: list[str], path: Path) -> Timing:
+def run_counted(argv: list[str], name: str) -> Timing:
+    """A tool whose first output field is the byte count, with its own CPU times."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        ["du", *flags, "--", str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert process.stdout is not None
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise CouldNotMeasure(f"du {flags} exited with {process.returncode}")
-    return Timing(wall, usage.ru_utime, usage.ru_stime, int(out.split(b"\t", 1)[0]))
+        raise CouldNotMeasure(f"{name} exited with {process.returncode}")
+    value = int(out.split(None, 1)[0])
+    return Timing(wall, usage.ru_utime, usage.ru_stime, value, max_rss=usage.ru_maxrss * 1024)
 
 
-def run_walk(path: Path, implementation: str, tree: TreeOptions | None = None) -> Timing:
+def run_du(flags: list[str], path: Path) -> Timing:
+    return run_counted(["du", *flags, "--", str(path)], f"du {flags}")
+
+
+def run_gdu(path: Path) -> Timing:
+    """gdu non-interactive, one filesystem, the total in bytes (its default: disk usage)."""
+    return run_counted(["gdu", "-n", "-s", "-p", "-x", "-c", "--no-prefix", str(path)], "gdu")
+
+
+def run_walk(
+    path: Path, implementation: str, tree: TreeOptions | None = None, threads: int = 1
+) -> Timing:
     """The walk as the worker runs it: a tick that reads the counters and checks a clock."""
     next_report = [0.0]
     progress: list[tuple[int, int, int]] = []
@@ -134,7 +149,9 @@ def run_walk(path: Path, implementation: str, tree: TreeOptions | None = None) -
 
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    outcome = walk_volume(str(path), tick, implementation=implementation, tree=tree)
+    outcome = walk_volume(
+        str(path), tick, implementation=implementation, tree=tree, threads=threads
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     return Timing(
@@ -194,18 +211,30 @@ def measure(args: argparse.Namespace, report: Report) -> None:
                 "du -s -B1": lambda: run_du(["-s", "-B1"], path),
                 "du -sb": lambda: run_du(["-sb"], path),
                 "engine df": lambda: run_engine_df(handle),
+                "walk C threads": lambda: run_walk(path, "c", threads=usable_cpus()),
                 "walk C": lambda: run_walk(path, "c"),
-                "walk C tree": lambda: run_walk(path, "c", TreeOptions(0.001)),
+                "gdu": lambda: run_gdu(path),
+                "walk C tree": lambda: run_walk(
+                    path, "c", TreeOptions(0.001), threads=usable_cpus()
+                ),
                 "walk Python": lambda: run_walk(path, "python"),
                 "service scan": service_scan,
             }
             if IMPLEMENTATION != "c":
-                del measurements["walk C"], measurements["walk C tree"]
+                for name in ("walk C threads", "walk C", "walk C tree"):
+                    del measurements[name]
+            if shutil.which("gdu") is None:
+                del measurements["gdu"]
+                report.add(Row("warm: native walk vs gdu", "not measured", note="no gdu here"))
             for name in measurements:  # warm the page cache and every code path once
                 measurements[name]()
             warm = rounds(measurements, args.rounds, cold=False)
             report_rounds(report, "warm", warm)
-            cold_names = ["du -s -B1", "walk C" if "walk C" in measurements else "walk Python"]
+            cold_names = [
+                name
+                for name in ("du -s -B1", "walk C threads", "walk C", "gdu")
+                if name in measurements
+            ] or ["du -s -B1", "walk Python"]
             if args.cold_rounds > 0 and drop_caches():
                 cold_set = {name: measurements[name] for name in cold_names}
                 report_rounds(report, "cold", rounds(cold_set, args.cold_rounds, cold=True))
@@ -219,7 +248,7 @@ def measure(args: argparse.Namespace, report: Report) -> None:
                 )
         _agreement(report, warm)
         if IMPLEMENTATION == "c":
-            _tree_memory(report, path, made["directories"])
+            _tree_memory(report, path, made["directories"], warm.get("gdu"))
 
 
 def rounds(
@@ -229,7 +258,8 @@ def rounds(
     pair) run back to back, alternating which goes first; the others rotate after them."""
     names = list(measurements)
     taken: dict[str, list[Timing]] = {name: [] for name in names}
-    pair = [name for name in names if name in ("du -s -B1", "walk C", "walk Python")][:2]
+    lead = [name for name in ("walk C threads", "walk Python") if name in names][:1]
+    pair = ["du -s -B1", *lead]
     rest = [name for name in names if name not in pair]
     for index in range(count):
         shift = index % len(rest) if rest else 0
@@ -252,22 +282,41 @@ def report_rounds(report: Report, kind: str, taken: dict[str, list[Timing]]) -> 
     def wall(name: str) -> str:
         return seconds(median([t.wall for t in taken[name]]))
 
-    walk = "walk C" if "walk C" in taken else "walk Python"
-    label = "native walk (C)" if walk == "walk C" else "native walk (Python fallback)"
-    rows = [(walk, "du -s -B1", f"{kind}: {label}", "<= 1.0 x du -s -B1")]
+    walk = "walk C threads" if "walk C threads" in taken else "walk Python"
+    label = (
+        f"native walk (C, {usable_cpus()} threads)"
+        if walk == "walk C threads"
+        else "native walk (Python fallback)"
+    )
+    limits = {"warm": 0.6, "cold": 0.8}
+    rows = [
+        (walk, "du -s -B1", f"{kind}: {label}", f"<= {limits[kind]} x du -s -B1"),
+        (walk, "gdu", f"{kind}: {label}", "<= 1.0 x gdu"),
+        ("walk C", "du -s -B1", f"{kind}: native walk (C, 1 thread)", "-"),
+    ]
     if kind == "warm":
         rows += [
             (walk, "du -sb", f"{kind}: {label}", "-"),
             (walk, "engine df", f"{kind}: {label}", "-"),
             ("service scan", "du -s -B1", f"{kind}: scan through the services", "-"),
             ("walk Python", "du -s -B1", f"{kind}: pure-Python walk (fallback)", "-"),
-            ("walk C tree", "walk C", f"{kind}: C walk keeping the tree", "<= 1.15 x walk C"),
+            (
+                "walk C tree",
+                "walk C threads",
+                f"{kind}: C walk keeping the tree",
+                "<= 1.15 x the walk without",
+            ),
         ]
     for ours, peer, metric, target in rows:
         if ours not in taken or peer not in taken:
             continue
         ratio = ratio_to(taken[ours], taken[peer])
-        limit = 1.15 if ours == "walk C tree" else 1.0
+        if ours == "walk C tree":
+            limit = 1.15
+        elif peer == "du -s -B1":
+            limit = limits[kind]
+        else:
+            limit = 1.0
         peer_label = "GET /system/df" if peer == "engine df" else peer
         report.add(
             Row(
@@ -293,13 +342,16 @@ def report_rounds(report: Report, kind: str, taken: dict[str, list[Timing]]) -> 
     )
 
 
-def _tree_memory(report: Report, path: Path, directories: int) -> None:
+def _tree_memory(
+    report: Report, path: Path, directories: int, gdu: list[Timing] | None
+) -> None:
     """The walk's RSS keeping the tree and without it, each in a fresh process, rounds
-    interleaved (bench/walk_rss.py says why a fresh one)."""
+    interleaved (bench/walk_rss.py says why a fresh one); beside gdu's peak RSS."""
     taken: dict[bool, list[float]] = {False: [], True: []}
+    threads = usable_cpus()
     for index in range(4):
         for keep in (index % 2 == 0, index % 2 == 1):
-            taken[keep].append(walk_rss.measure(str(path), keep)["rss_during"])
+            taken[keep].append(walk_rss.measure(str(path), keep, threads)["rss_during"])
     with_tree, without = median(taken[True]), median(taken[False])
     report.add(
         Row(
@@ -311,16 +363,39 @@ def _tree_memory(report: Report, path: Path, directories: int) -> None:
             f"({directories} directories); median of 2 fresh processes each",
         )
     )
+    if gdu:
+        gdu_rss = median([t.max_rss for t in gdu])
+        report.add(
+            Row(
+                "walk process RSS keeping the tree, vs gdu's peak RSS",
+                f"{with_tree / 2**20:.1f} MiB",
+                f"gdu {gdu_rss / 2**20:.1f} MiB",
+                with_tree / gdu_rss,
+                note=f"{threads} threads each; ours includes the Python interpreter",
+            )
+        )
 
 
 def _agreement(report: Report, taken: dict[str, list[Timing]]) -> None:
     """The figures are only worth comparing if ours equal the peers' to the byte."""
-    walk = (taken.get("walk C") or taken["walk Python"])[-1]
+    walk = (taken.get("walk C threads") or taken["walk Python"])[-1]
     service = taken["service scan"][-1]
+    du = taken["du -s -B1"][-1].value
     checks = (
-        ("disk_usage equals du -s -B1", "du", taken["du -s -B1"][-1].value, "value"),
+        ("disk_usage equals du -s -B1", "du", du, "value"),
         ("total_size equals the engine's size", "engine", taken["engine df"][-1].value, "total"),
     )
+    if "gdu" in taken:
+        gdu = taken["gdu"][-1].value
+        report.add(
+            Row(
+                "gdu's answer equals du -s -B1",
+                "equal" if gdu == du else f"gdu {gdu}",
+                f"du {du}",
+                met=gdu == du,
+                target="equal",
+            )
+        )
     for metric, peer, expected, field in checks:
         ours, via_service = getattr(walk, field), getattr(service, field)
         same = expected == ours == via_service

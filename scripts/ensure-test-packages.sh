@@ -3,7 +3,8 @@
 # (dockerd) and a static busybox (the suite starts its own private dockerd and builds a
 # busybox image offline, no registry pulls), and Chromium with its driver (browser tests run
 # Debian's chromium headless through Selenium, which then downloads no browser of its own),
-# and fuse3 (a FUSE file system that stops answering stands in for a dead NFS server).
+# and fuse3 (a FUSE file system that stops answering stands in for a dead NFS server), and
+# gdu (the parallel disk-usage tool bench/scan.py races; its smoke run is in the suite).
 # Idempotent and silent when everything is already present.
 set -euo pipefail
 
@@ -40,6 +41,7 @@ have_dockerd || missing+=(docker.io)
 have_static_busybox || missing+=(busybox-static)
 have_chromium || missing+=(chromium chromium-driver)
 have_fuse3 || missing+=(fuse3)
+command -v gdu >/dev/null 2>&1 || missing+=(gdu)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

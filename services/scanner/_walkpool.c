@@ -79,6 +79,9 @@ int walkpool_init(Shared *s, int threads, int allowed, int flags) {
     pthread_condattr_destroy(&attributes);
     pthread_mutex_init(&s->lock, NULL);
     s->walkers = calloc((size_t)s->threads, sizeof(Walker));
+    if (s->walkers != NULL) {
+        s->walkers[0].cur_fd = -1; /* released even if initialising it never happens */
+    }
     if (s->walkers == NULL || inoset_init(&s->seen, 1024) < 0 ||
         walker_init(&s->walkers[0], s, 0, flags) < 0) {
         return -1;
@@ -283,7 +286,9 @@ int walkpool_donate(Walker *w, int fd, uint64_t ino, uint32_t record, size_t top
         close(fd);
         return -1;
     }
-    memcpy(chain, w->chain, w->chain_len * sizeof(uint64_t));
+    if (w->chain_len > 0) { /* the root's unit has no chain (NULL) */
+        memcpy(chain, w->chain, w->chain_len * sizeof(uint64_t));
+    }
     for (size_t i = 0; i <= top; i++) {
         chain[w->chain_len + i] = w->stack[i].ino;
     }
