@@ -3,13 +3,14 @@
 The gateway and watcher run as real processes; the scanner is played by this script (a
 DEALER speaking the jobs protocol of common/messages.py), so progress goes out at exactly
 `--rate` messages per second. Each progress message carries its send time (monotonic
-microseconds, in `current_size`); the clients, spread over `--client-procs` processes, take
-the delivery latency of every message they receive (bench/ws_clients.py). The gateway's peak
-RSS is sampled. Then the same clients measure a plain broadcast on the same server: Hypercorn
-with an app that writes the same messages at the same rate to every connection in one loop,
-awaiting each client's send in turn (bench/floor.py). That is not a floor (a slow socket
-holds up the clients after it; the gateway beats it at 10,000 clients), so it is reported
-as the plain broadcast it is.
+microseconds, in `current_size`); the clients, spread over `--client-procs` processes, note
+when each arrives (bench/ws_clients.py), which gives the delivery latency of every sample
+and each client's staleness: at every sample sent, how long until the client held it or a
+newer one. The gateway's RSS is sampled. Then the same clients measure a plain broadcast on
+the same server: Hypercorn with an app that writes the same messages at the same rate to
+every connection in one loop, awaiting each client's send in turn (bench/floor.py). That is
+not a floor (a slow socket holds up the clients after it; the gateway beats it at 10,000
+clients), so it is reported as the plain broadcast it is.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import resource
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import psutil
 import zmq
@@ -35,7 +37,7 @@ from bench.common import (
     services,
 )
 from bench.floor import floor_server
-from bench.ws_clients import ClientFleet, now_us
+from bench.ws_clients import ClientFleet, Receipt, latencies, now_us, staleness
 from common.messages import (
     ScanFinished,
     ScanJob,
@@ -49,6 +51,8 @@ from common.messages import (
 from tests.support.waiting import wait_until
 
 VOLUME = "vv-bench-ws"
+# What the websockets library documents one connection costing without compression.
+WEBSOCKETS_BYTES_PER_CLIENT = 19 * 1024
 
 # --- the fake scanner -----------------------------------------------------------------------
 
@@ -90,11 +94,13 @@ class FakeWorker:
                     return message
         raise CouldNotMeasure("the gateway never sent the fake worker a job")
 
-    def broadcast(self, rate: float, seconds: float) -> int:
+    def broadcast(self, rate: float, seconds: float) -> list[int]:
+        """Send progress at `rate` for `seconds`; the send times (monotonic microseconds)."""
         assert self.job is not None
         job = self.job
         interval = 1 / rate
         sent = 0
+        sent_at: list[int] = []
         started = time.monotonic()
         next_beat = started
         while time.monotonic() - started < seconds:
@@ -102,6 +108,7 @@ class FakeWorker:
             pause = target - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
+            sent_at.append(now_us())
             self.socket.send(
                 encode(
                     ScanProgress(
@@ -109,7 +116,7 @@ class FakeWorker:
                         volume_id=job.volume_id,
                         progress=min(99, sent),
                         files_processed=sent,
-                        current_size=now_us(),
+                        current_size=sent_at[-1],
                         throttled=False,
                     )
                 )
@@ -118,7 +125,7 @@ class FakeWorker:
             if time.monotonic() >= next_beat:
                 self.beat()
                 next_beat = time.monotonic() + 0.5
-        return sent
+        return sent_at
 
     def finish(self) -> None:
         assert self.job is not None
@@ -152,9 +159,10 @@ class FakeWorker:
         self.context.term()
 
 
-def measure_floor(args: argparse.Namespace) -> tuple[list[float], int]:
-    """The same clients against bench/floor.py's plain broadcast. Returns the latencies and
-    the server's peak RSS."""
+def measure_floor(args: argparse.Namespace) -> tuple[list[list[Receipt]], list[int], int]:
+    """The same clients against bench/floor.py's plain broadcast. Returns their receipts,
+    the times the samples were due (its schedule: it skips, stamped as due, when behind)
+    and the server's peak RSS."""
     stop = threading.Event()
     peak = [0]
     with floor_server(b"{}", args.clients, args.rate, args.seconds) as floor:
@@ -165,11 +173,14 @@ def measure_floor(args: argparse.Namespace) -> tuple[list[float], int]:
         try:
             fleet = ClientFleet(f"ws://127.0.0.1:{floor.port}/", args)
             fleet.wait_connected()
-            latencies = fleet.latencies()
+            clients = fleet.receipts()
         finally:
             stop.set()
             sampler.join()
-    return latencies, peak[0]
+    first = min((receipts[0][0] for receipts in clients if receipts), default=0)
+    count = round(args.rate * args.seconds)
+    due = [first + round(k * 1e6 / args.rate) for k in range(count)]
+    return clients, due, peak[0]
 
 
 def peak_rss(pid: int, stop: threading.Event, peak: list[int]) -> None:
@@ -197,34 +208,65 @@ def measure(args: argparse.Namespace, report: Report) -> None:
         ) as stack:
             worker = FakeWorker(f"ipc://{stack.runtime_dir}/jobs")
             try:
-                ours_p99, ours_peak, connected_rss = broadcast(
+                ours = broadcast(
                     args, report, stack.ws_url, stack.base_url, stack["gateway"].pid, worker
                 )
             finally:
                 worker.close()
-    floor, floor_peak = measure_floor(args)  # after the gateway stopped: nothing else runs
-    expected = round(args.seconds * args.rate) * args.clients
+    floor_clients, floor_due, floor_peak = measure_floor(args)  # after the gateway stopped
+    floor = latencies(floor_clients)
+    floor_stale = staleness(floor_clients, floor_due)
+    expected = len(floor_due) * args.clients
     report.add(
         Row(
             f"{args.clients} clients: delivery p99 against a plain broadcast on Hypercorn",
-            f"{ours_p99 * 1000:.1f} ms",
+            f"{ours.p99_latency * 1000:.1f} ms",
             f"plain broadcast {percentile(floor, 0.99) * 1000:.1f} ms",
-            ours_p99 / percentile(floor, 0.99),
+            ours.p99_latency / percentile(floor, 0.99),
             note=f"plain broadcast: same clients, p50 {percentile(floor, 0.5) * 1000:.1f} ms,"
             f" {len(floor)}/{expected} delivered",
         )
     )
     report.add(
         Row(
-            f"{args.clients} clients: gateway RSS (peak)",
-            f"{ours_peak / 2**20:.0f} MiB",
-            f"plain broadcast {floor_peak / 2**20:.0f} MiB",
-            ours_peak / floor_peak if floor_peak else None,
-            target="<= 600 MB at 10,000" if args.clients >= 10_000 else "-",
-            met=ours_peak <= 600e6 if args.clients >= 10_000 else None,
-            note=f"{connected_rss / 2**20:.0f} MiB once all connected",
+            f"{args.clients} clients: staleness p99 against a plain broadcast on Hypercorn",
+            f"{ours.p99_staleness * 1000:.1f} ms",
+            f"plain broadcast {percentile(floor_stale, 0.99) * 1000:.1f} ms",
+            ours.p99_staleness / percentile(floor_stale, 0.99),
+            note="the age of the newest sample a client holds, at every sample sent",
         )
     )
+    report.add(
+        Row(
+            f"{args.clients} clients: gateway RSS (peak)",
+            f"{ours.peak_rss / 2**20:.0f} MiB",
+            f"plain broadcast {floor_peak / 2**20:.0f} MiB",
+            ours.peak_rss / floor_peak if floor_peak else None,
+            target="<= 600 MB at 10,000" if args.clients >= 10_000 else "-",
+            met=ours.peak_rss <= 600e6 if args.clients >= 10_000 else None,
+            note=f"{ours.connected_rss / 2**20:.0f} MiB once all connected",
+        )
+    )
+    per_client = (ours.connected_rss - ours.idle_rss) / args.clients
+    report.add(
+        Row(
+            f"{args.clients} clients: gateway memory per connected client",
+            f"{per_client / 1024:.1f} KiB",
+            f"websockets documents {WEBSOCKETS_BYTES_PER_CLIENT // 1024} KiB",
+            per_client / WEBSOCKETS_BYTES_PER_CLIENT,
+            note="RSS once all connected minus RSS before the first; the websockets figure "
+            "is its own per-connection memory without compression (its docs, 'Memory usage')",
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OurRun:
+    p99_latency: float
+    p99_staleness: float
+    peak_rss: int
+    idle_rss: int  # before any client connected
+    connected_rss: int
 
 
 def broadcast(
@@ -234,8 +276,8 @@ def broadcast(
     base_url: str,
     gateway_pid: int,
     worker: FakeWorker,
-) -> tuple[float, int, int]:
-    """Our run: the delivery p99, the gateway's peak RSS and its RSS once connected."""
+) -> OurRun:
+    """Our run: its rows, and the figures compared with the plain broadcast."""
     import httpx
 
     def worker_known() -> bool:
@@ -247,6 +289,7 @@ def broadcast(
 
     wait_until(worker_known, 30, interval=0.3, message="the gateway never saw the fake worker")
     worker.wait_for_job(30)
+    idle_rss = psutil.Process(gateway_pid).memory_info().rss
     fleet = ClientFleet(ws_url, args)
     stop = threading.Event()
     peak = [0]
@@ -257,15 +300,17 @@ def broadcast(
     time.sleep(1.0)
     sent = worker.broadcast(args.rate, args.seconds)
     worker.finish()
-    latencies = fleet.latencies()
+    clients = fleet.receipts()
     stop.set()
     sampler.join()
-    expected = sent * args.clients
+    delays = latencies(clients)
+    ages = staleness(clients, sent)
+    expected = len(sent) * args.clients
     target_ms = 50 if args.clients <= 1000 else 250
-    p99 = percentile(latencies, 0.99)
-    delivered = len(latencies) / expected if expected else 0.0
+    p99 = percentile(delays, 0.99)
+    delivered = len(delays) / expected if expected else 0.0
     for label, fraction in (("p50", 0.5), ("p99", 0.99)):
-        value = percentile(latencies, fraction)
+        value = percentile(delays, fraction)
         report.add(
             Row(
                 f"{args.clients} clients, {args.rate:g} msg/s: delivery {label}",
@@ -274,13 +319,25 @@ def broadcast(
                 met=p99 * 1000 <= target_ms if label == "p99" else None,
                 # A sample still waiting for a slow client is replaced by the newer one, by
                 # design: what is delivered is the latest progress, never a backlog.
-                note=f"{len(latencies)}/{expected} samples delivered ({delivered:.1%}),"
+                note=f"{len(delays)}/{expected} samples delivered ({delivered:.1%}),"
                 " superseded ones replaced"
                 if label == "p99"
                 else "",
             )
         )
-    return p99, peak[0], connected_rss
+    stale_p99 = percentile(ages, 0.99)
+    stale_target = args.clients >= 10_000
+    report.add(
+        Row(
+            f"{args.clients} clients, {args.rate:g} msg/s: staleness p99",
+            f"{stale_p99 * 1000:.1f} ms",
+            target="p99 <= 500 ms" if stale_target else "-",
+            met=stale_p99 <= 0.5 if stale_target else None,
+            note=f"p50 {percentile(ages, 0.5) * 1000:.1f} ms over {len(ages)} (client, sample "
+            "sent) pairs: how old the newest sample a client holds is",
+        )
+    )
+    return OurRun(p99, stale_p99, peak[0], idle_rss, connected_rss)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,14 @@
-"""The benchmark's WebSocket clients: child processes of asyncio clients that take the
-delivery latency of every scan_progress they receive (its `current_size` carries the time it
-was sent or due, monotonic microseconds) until scan_complete.
+"""The benchmark's WebSocket clients: child processes of asyncio clients that note, for every
+scan_progress they receive, when it was sent or due (its `current_size`, monotonic
+microseconds) and when it arrived, until scan_complete. From those receipts come the
+delivery latency of each sample and each client's staleness (`staleness`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import multiprocessing
 import multiprocessing.process
@@ -22,6 +24,8 @@ from bench.common import CouldNotMeasure
 # close one it did not read in time (Hypercorn's keep-alive timeout covers the first request).
 CONNECT_ATTEMPTS = 3
 
+Receipt = tuple[int, int]  # (sent or due, received), monotonic microseconds
+
 
 def now_us() -> int:
     return time.monotonic_ns() // 1000
@@ -29,9 +33,9 @@ def now_us() -> int:
 
 async def _clients(
     url: str, count: int, ready: Connection, stop_after: float, deflate: bool
-) -> list[float]:
-    """Connect `count` clients, report (connected, first errors), take every latency."""
-    latencies: list[float] = []
+) -> list[list[Receipt]]:
+    """Connect `count` clients, report (connected, first errors), note every receipt."""
+    receipts: list[list[Receipt]] = []
     failures: list[str] = []
     opened = 0
     done = asyncio.Event()
@@ -60,6 +64,8 @@ async def _clients(
             ready.send((opened, failures[:3]))
         if ws is None:
             return
+        mine: list[Receipt] = []
+        receipts.append(mine)
         async with ws:
             # No timeout per receive (wait_for makes a task per call: client CPU that would
             # show up as delivery latency); the run ends with scan_complete or is cancelled.
@@ -69,7 +75,7 @@ async def _clients(
                     continue
                 if '"scan_progress"' in raw:
                     sent = int(raw.split('"current_size":', 1)[1].split(",", 1)[0])
-                    latencies.append((received - sent) / 1e6)
+                    mine.append((sent, received))
                 elif '"scan_complete"' in raw:
                     done.set()
                     return
@@ -82,14 +88,37 @@ async def _clients(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return latencies
+    return receipts
 
 
 def client_process(
     url: str, count: int, ready: Connection, stop_after: float, deflate: bool
 ) -> None:
-    latencies = asyncio.run(_clients(url, count, ready, stop_after, deflate))
-    ready.send(latencies)
+    receipts = asyncio.run(_clients(url, count, ready, stop_after, deflate))
+    ready.send(receipts)
+
+
+def latencies(clients: list[list[Receipt]]) -> list[float]:
+    """Seconds from send to receipt of every sample delivered."""
+    return [(received - sent) / 1e6 for receipts in clients for sent, received in receipts]
+
+
+def staleness(clients: list[list[Receipt]], sent: list[int]) -> list[float]:
+    """For every sample sent while a client listened (from its first receipt to its last),
+    how long until that client held it or a newer one, in seconds: the age of the newest
+    state a client has, which latency alone hides when newer samples replace older ones."""
+    ages: list[float] = []
+    for receipts in clients:
+        if not receipts:
+            continue
+        start = bisect.bisect_left(sent, receipts[0][0])
+        end = bisect.bisect_right(sent, receipts[-1][0])
+        at = 0
+        for due in sent[start:end]:
+            while receipts[at][0] < due:
+                at += 1
+            ages.append((receipts[at][1] - due) / 1e6)
+    return ages
 
 
 class ClientFleet:
@@ -125,11 +154,12 @@ class ClientFleet:
             if failures:
                 raise CouldNotMeasure(f"only {opened} clients of a process connected: {failures}")
 
-    def latencies(self) -> list[float]:
-        latencies: list[float] = []
+    def receipts(self) -> list[list[Receipt]]:
+        """Every client's receipts, in the order it received them."""
+        clients: list[list[Receipt]] = []
         for pipe, process in zip(self.pipes, self.processes, strict=True):
             if not pipe.poll(self.listen_seconds):
                 raise CouldNotMeasure("a client process never reported")
-            latencies.extend(pipe.recv())
+            clients.extend(pipe.recv())
             process.join(10)
-        return latencies
+        return clients
