@@ -179,3 +179,56 @@ def test_a_worker_stopped_mid_walk_is_replaced_and_its_late_result_dropped(
             ).fetchone()
         assert events == (1,) and status == ("completed",)
         wait_until(lambda: len(_workers(stack)) == 1, 30, message="the late worker stayed")
+
+
+def test_abandoned_workers_beyond_the_pool_size_are_killed_oldest_first(
+    engine: PrivateEngine, stack: Stack, tmp_path: Path
+) -> None:
+    """A process stuck in the kernel cannot be waited for; past VV_SCANNER_WORKERS of them
+    the oldest gets SIGKILL, so stuck walks never pile up. (A FUSE request the server has
+    already read holds its caller until answered, even against SIGKILL: the kill lands
+    when the file system answers, and the process never runs Python code again.)"""
+    engine.client.volumes.create("vv-piled")
+    with mounted(mountpoint(engine, "vv-piled"), tmp_path / "piled.sock") as gate:
+        start_services(
+            stack,
+            "vv-piled",
+            VV_SCANNER_WORKERS=1,
+            VV_SCAN_STALL_TIMEOUT=2,
+            VV_SCAN_RETRY_BACKOFF=1,
+        )
+        (oldest,) = _workers(stack)
+        first = refresh(stack, "vv-piled")
+        assert first.status_code == 504 and first.json()["code"] == "SCAN_TIMEOUT"
+        stack["scanner"].wait_for_log(f"worker retired slot=0 pid={oldest.pid}", timeout=30)
+        wait_until(
+            lambda: _scanners(stack)["message"].startswith("1 workers alive"),
+            30,
+            message=lambda: f"no fresh worker: {_scanners(stack)}",
+        )
+        (younger,) = (w for w in _workers(stack) if w.pid != oldest.pid)
+        # The fresh worker walks into the same hung file system after the back-off.
+        second = refresh(stack, "vv-piled")
+        assert second.status_code == 504 and second.json()["code"] == "SCAN_TIMEOUT"
+        stack["scanner"].wait_for_log(f"worker retired slot=0 pid={younger.pid}", timeout=30)
+        stack["scanner"].wait_for_log(f"too many retired workers, killed pid={oldest.pid}")
+        assert "killed pid=" + str(younger.pid) not in stack["scanner"].log_text()
+        assert _blocked(gate) == 1  # held there still (the server reads one request at a time)
+
+        assert control(str(gate), "release") == "released"
+        # The oldest ends by the kill (exit code -9), the younger by itself once released.
+        stack["scanner"].wait_for_log(
+            f"retired worker exited pid={oldest.pid} exitcode=-9", timeout=30
+        )
+        stack["scanner"].wait_for_log(
+            f"retired worker exited pid={younger.pid} exitcode=0", timeout=30
+        )
+        wait_until(lambda: len(_workers(stack)) == 1, 30, message="a stuck worker stayed")
+        wait_until(
+            lambda: _scanners(stack)["message"].startswith("1 workers alive"),
+            30,
+            message=lambda: f"the pool never came back: {_scanners(stack)}",
+        )
+        healed = refresh(stack, "vv-piled")  # waits out the back-off, then scans normally
+        assert healed.status_code == 200, healed.text
+        assert healed.json()["result"]["total_size"] == sum(FILES.values())

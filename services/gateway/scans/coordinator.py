@@ -74,6 +74,9 @@ class ScanCoordinator:
 
     async def close(self) -> None:
         """Stop the steps still running (before the store closes under them)."""
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()  # a dispatch after close would use a closed store
+            self._retry_timer = None
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -184,10 +187,14 @@ class ScanCoordinator:
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
         if self._retry_timer is not None and self._retry_timer.when() <= when:
-            return  # an earlier wake-up is set already
+            return  # an earlier wake-up is set already (a fired one is cleared: _retry_due)
         if self._retry_timer is not None:
             self._retry_timer.cancel()
-        self._retry_timer = loop.call_at(when, self.dispatch)
+        self._retry_timer = loop.call_at(when, self._retry_due)
+
+    def _retry_due(self) -> None:
+        self._retry_timer = None  # fired: the next back-off must set a wake-up of its own
+        self.dispatch()
 
     async def _hand_out(self, job: Job, worker: WorkerInfo) -> None:
         view = self.catalog.get(job.row.volume_id)
