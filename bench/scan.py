@@ -342,9 +342,7 @@ def report_rounds(report: Report, kind: str, taken: dict[str, list[Timing]]) -> 
     )
 
 
-def _tree_memory(
-    report: Report, path: Path, directories: int, gdu: list[Timing] | None
-) -> None:
+def _tree_memory(report: Report, path: Path, directories: int, gdu: list[Timing] | None) -> None:
     """The walk's RSS keeping the tree and without it, each in a fresh process, rounds
     interleaved (bench/walk_rss.py says why a fresh one); beside gdu's peak RSS."""
     taken: dict[bool, list[float]] = {False: [], True: []}

@@ -25,6 +25,7 @@ from bench.common import CouldNotMeasure
 CONNECT_ATTEMPTS = 3
 
 Receipt = tuple[int, int]  # (sent or due, received), monotonic microseconds
+END_OF_RUN = 2**62  # the receipt of scan_complete: its state is newer than every sample
 
 
 def now_us() -> int:
@@ -77,6 +78,7 @@ async def _clients(
                     sent = int(raw.split('"current_size":', 1)[1].split(",", 1)[0])
                     mine.append((sent, received))
                 elif '"scan_complete"' in raw:
+                    mine.append((END_OF_RUN, received))  # newer than every sample
                     done.set()
                     return
 
@@ -100,21 +102,27 @@ def client_process(
 
 def latencies(clients: list[list[Receipt]]) -> list[float]:
     """Seconds from send to receipt of every sample delivered."""
-    return [(received - sent) / 1e6 for receipts in clients for sent, received in receipts]
+    return [
+        (received - sent) / 1e6
+        for receipts in clients
+        for sent, received in receipts
+        if sent != END_OF_RUN
+    ]
 
 
 def staleness(clients: list[list[Receipt]], sent: list[int]) -> list[float]:
-    """For every sample sent while a client listened (from its first receipt to its last),
-    how long until that client held it or a newer one, in seconds: the age of the newest
-    state a client has, which latency alone hides when newer samples replace older ones."""
+    """For every sample sent (every client is connected before the first), how long until
+    each client held it or a newer one, in seconds: the age of the newest state a client
+    has, which latency alone hides when newer samples replace older ones. scan_complete
+    counts as newer than all; a sample after a client's last receipt (it never heard the
+    end) is left out, and the clients that did so are few enough to show in the count."""
     ages: list[float] = []
     for receipts in clients:
         if not receipts:
             continue
-        start = bisect.bisect_left(sent, receipts[0][0])
         end = bisect.bisect_right(sent, receipts[-1][0])
         at = 0
-        for due in sent[start:end]:
+        for due in sent[:end]:
             while receipts[at][0] < due:
                 at += 1
             ages.append((receipts[at][1] - due) / 1e6)

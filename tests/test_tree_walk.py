@@ -115,9 +115,7 @@ def test_c_and_python_keep_the_same_tree(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_pruning_keeps_the_bound_and_every_level_adds_up(
-    tmp_path: Path, variant: str
-) -> None:
+def test_pruning_keeps_the_bound_and_every_level_adds_up(tmp_path: Path, variant: str) -> None:
     root = tmp_path / "vol"
     root.mkdir()
     sizes: dict[str, int] = {}

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from services.scanner import walk as walk_module
 from services.scanner.errors import ScanError
 from services.scanner.mounts import _mounts_from_mountinfo, filesystem_type
 from services.scanner.walk import WalkCounters, WalkOutcome, walk_volume
-from tests.support.walks import VARIANTS, variant_walk
+from tests.support.walks import VARIANTS, threads_of, variant_walk
 
 MiB = 1024 * 1024
 NOBODY = 65534
@@ -167,7 +168,7 @@ def test_ticks_report_running_totals_and_can_abort(walk: Walk, tmp_path: Path) -
         seen.append(WalkCounters(**{k: getattr(counters, k) for k in counters.__slots__}))
 
     outcome = walk(str(root), tick, tick_every=10)
-    if walk.keywords.get("threads", 1) == 1:  # type: ignore[attr-defined]
+    if threads_of(walk) == 1:
         assert len(seen) == outcome.entries // 10
     else:  # thread 0 ticks on its own entries, and on a clock while it waits for the others
         assert seen
@@ -243,22 +244,31 @@ def test_other_filesystems_are_left_out_like_du_x(walk: Walk, tmp_path: Path) ->
 
 
 def test_bind_mounted_ancestor_is_a_cycle_walked_once(walk: Walk, tmp_path: Path) -> None:
+    """Two branches, each with the root bind-mounted two levels down: whichever branch a
+    threaded walk hands to a helper, the helper must know the root is an ancestor."""
     root = tmp_path / "vol"
-    (root / "sub" / "loop").mkdir(parents=True)
-    (root / "sub" / "f").write_bytes(b"x" * 10)
-    mounted = subprocess.run(
-        ["mount", "--bind", str(root), str(root / "sub" / "loop")], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {mounted.stderr!r}")
+    loops = [root / "a" / "x" / "loop", root / "b" / "y" / "loop"]
+    for loop in loops:
+        loop.mkdir(parents=True)
+    (root / "a" / "f").write_bytes(b"x" * 10)
+    mounted: list[Path] = []
     try:
-        outcome = walk(str(root))
+        for loop in loops:
+            done = subprocess.run(["mount", "--bind", str(root), str(loop)], capture_output=True)
+            if done.returncode != 0:
+                pytest.skip(f"cannot bind-mount here: {done.stderr!r}")
+            mounted.append(loop)
+        # A slow tick on every entry: a helper gets its turn while thread 0 waits in it.
+        outcome = walk(str(root), lambda _counters: time.sleep(0.005), tick_every=1)
     finally:
-        subprocess.run(["umount", str(root / "sub" / "loop")], check=True)
-    # sub/loop is the root again, on the same filesystem: counted, never entered.
-    assert outcome.skipped == 1
-    assert outcome.directory_count == 2
+        for loop in reversed(mounted):
+            subprocess.run(["umount", str(loop)], check=True)
+    # Each loop is the root again, on the same filesystem: counted, never entered.
+    assert outcome.skipped == 2
+    assert outcome.directory_count == 6
     assert outcome.file_count == 1
+    if threads_of(walk) > 1:
+        assert outcome.threads_used > 1  # a branch was walked by a helper
 
 
 def make_random_tree(root: Path, seed: int, entries: int) -> None:

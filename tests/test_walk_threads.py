@@ -6,6 +6,7 @@ adds what only threads have: how many walk at once, and the share a scan may tak
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,15 @@ def random_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def slow_thread_zero(counters: WalkCounters) -> None:
+    """Thread 0's tick takes a millisecond: a helper started on a busy machine still gets
+    its turn before thread 0 could walk the whole tree alone (no timing is asserted)."""
+    time.sleep(0.001)
+
+
 def test_threads_walk_at_once_and_agree_with_one_thread_and_du(random_tree: Path) -> None:
     one = walk_volume(str(random_tree), threads=1, tree=KEEP_ALL)
-    many = walk_volume(str(random_tree), threads=4, tree=KEEP_ALL)
+    many = walk_volume(str(random_tree), slow_thread_zero, threads=4, tick_every=20, tree=KEEP_ALL)
     assert one.threads_used == 1
     assert many.threads_used >= 2  # a helper took a subdirectory
     assert figures(many) == figures(one)
@@ -101,15 +108,21 @@ def test_a_cancelled_threaded_walk_closes_every_descriptor(random_tree: Path) ->
         pass
 
     ticks = iter(range(1_000_000))
+    threads_seen: list[int] = []
 
     def cancel_late(counters: WalkCounters) -> None:
+        slow_thread_zero(counters)
         if next(ticks) == 20:
+            threads_seen.append(len(os.listdir("/proc/self/task")))
             raise Cancelled
 
+    alone = len(os.listdir("/proc/self/task"))
     before = sorted(os.listdir("/proc/self/fd"))
     with pytest.raises(Cancelled):
         walk_volume(str(random_tree), cancel_late, threads=4, tick_every=10)
+    assert threads_seen[0] > alone  # helpers were walking (and holding descriptors)
     assert sorted(os.listdir("/proc/self/fd")) == before
+    assert len(os.listdir("/proc/self/task")) == alone  # and every one was joined
 
 
 def test_a_scan_takes_its_share_of_the_cpus() -> None:

@@ -16,12 +16,13 @@
  * AT_SYMLINK_NOFOLLOW: the same system calls as `du`, without fts's bookkeeping. Only
  * directories are ever opened (openat with O_DIRECTORY|O_NOFOLLOW), each checked by fstat
  * against the (st_dev, st_ino) its lstat named. At most max_open_dirs ancestors stay open
- * per thread; evicted ones are re-opened through ".." and checked the same way.
- * `on_tick(counters)` runs every tick_every entries with the running totals set on
- * `counters`; an exception it raises (or a signal handler's) closes every descriptor and
- * propagates. The walk runs on up to `threads` threads (_walkpool.h), of which
- * `counters.threads_allowed` (read before the walk and after every tick; 0: all) walk at
- * once; threads_used is the most that walked at once. Every record's figures are folded into its parent's once all threads are done.
+ * (shared among the threads, at least one each); evicted ones are re-opened through ".."
+ * and checked the same way. `on_tick(counters)` runs every tick_every entries with the
+ * running totals set on `counters`; an exception it raises (or a signal handler's) closes
+ * every descriptor and propagates. The walk runs on up to `threads` threads
+ * (_walkpool.h), of which `counters.threads_allowed` (read before the walk and after every
+ * tick; 0: all) walk at once; threads_used is the most that walked at once. Every
+ * record's figures are folded into its parent's once all threads are done.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -375,16 +376,7 @@ static int walk_unit(Walker *w, int is_root) {
 static PyObject *walk_result(Shared *s, PythonTick *python) {
     Totals t = {0, 0, 0, 0, 0, 0, 0};
     for (int i = 0; i < s->spawned; i++) {
-        const Walker *w = &s->walkers[i];
-        t.total += w->t.total;
-        t.disk += w->t.disk;
-        t.files += w->t.files;
-        t.dirs += w->t.dirs;
-        t.skipped += w->t.skipped;
-        t.entries += w->t.entries;
-        if (w->t.largest > t.largest) {
-            t.largest = w->t.largest;
-        }
+        totals_add(&t, &s->walkers[i].t);
     }
     PyObject *tree = NULL;
     if (s->keeps_tree && s->root_errno == 0) {
@@ -445,7 +437,13 @@ static PyObject *walk(PyObject *module, PyObject *args) {
     }
     s->dev = (dev_t)dev_arg;
     s->tick_every = (unsigned long long)tick_every;
-    s->max_open_dirs = (size_t)max_open_dirs;
+    /* The bound on open descriptors is the walk's, not each thread's (a unit handed over
+     * holds one more until it is taken: at most one per thread). */
+    const int threads_at_most = threads > WALK_MAX_THREADS ? WALK_MAX_THREADS : threads;
+    s->max_open_dirs = (size_t)max_open_dirs / (size_t)threads_at_most;
+    if (s->max_open_dirs < 1) {
+        s->max_open_dirs = 1;
+    }
     s->walk_unit = walk_unit;
     PythonTick python = {on_tick, counters, NULL};
     s->tick = python_tick;
@@ -466,8 +464,13 @@ static PyObject *walk(PyObject *module, PyObject *args) {
     }
     /* The root's record exists with or without a tree: record_listing is skipped without
      * one, and a one-record tree costs nothing. */
-    if (tree_init(&s->tree, min_share, (size_t)budget_bytes, (size_t)top_files, disk0) < 0 ||
-        walkpool_init(s, threads, allowed, flags) < 0) {
+    if (tree_init(&s->tree, min_share, (size_t)budget_bytes, (size_t)top_files, disk0) < 0) {
+        close(root_fd);
+        tree_release(&s->tree);
+        free(s);
+        return PyErr_NoMemory();
+    }
+    if (walkpool_init(s, threads, allowed, flags) < 0) {
         close(root_fd);
         walkpool_release(s);
         tree_release(&s->tree);

@@ -9,6 +9,25 @@
 #include <unistd.h>
 
 #define IDLE_TICK_NS (10 * 1000 * 1000L) /* progress, cancel and throttle while waiting */
+#define STALE_TICK_NS (1000 * 1000 * 1000L)
+
+void totals_add(Totals *sum, const Totals *other) {
+    sum->total += other->total;
+    sum->disk += other->disk;
+    sum->files += other->files;
+    sum->dirs += other->dirs;
+    sum->skipped += other->skipped;
+    sum->entries += other->entries;
+    if (other->largest > sum->largest) {
+        sum->largest = other->largest;
+    }
+}
+
+static long long nanoseconds_since(const struct timespec *then) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)(now.tv_sec - then->tv_sec) * 1000000000LL + (now.tv_nsec - then->tv_nsec);
+}
 
 /* Lock held: one more thread walks. */
 static void add_running(Shared *s) {
@@ -23,7 +42,8 @@ static void update_hint(Shared *s) {
 }
 
 static void set_idle_tick(Shared *s) {
-    clock_gettime(CLOCK_MONOTONIC, &s->idle_tick_at);
+    clock_gettime(CLOCK_MONOTONIC, &s->ticked_at);
+    s->idle_tick_at = s->ticked_at;
     s->idle_tick_at.tv_nsec += IDLE_TICK_NS;
     if (s->idle_tick_at.tv_nsec >= 1000000000L) {
         s->idle_tick_at.tv_nsec -= 1000000000L;
@@ -115,16 +135,7 @@ static int run_tick(Walker *w) {
     pthread_mutex_lock(&s->lock);
     s->in_tick = 1;
     for (int i = 1; i < s->spawned; i++) {
-        const Totals *other = &s->published[i];
-        sum.total += other->total;
-        sum.disk += other->disk;
-        sum.files += other->files;
-        sum.dirs += other->dirs;
-        sum.skipped += other->skipped;
-        sum.entries += other->entries;
-        if (other->largest > sum.largest) {
-            sum.largest = other->largest;
-        }
+        totals_add(&sum, &s->published[i]);
     }
     pthread_mutex_unlock(&s->lock);
     int allowed = 0;
@@ -161,9 +172,14 @@ static int wait_turn(Walker *w) {
     return status;
 }
 
-static int must_pause(const Walker *w) {
+/* Lock held: whether a helper must not walk now, whatever the count. */
+static int helper_held(const Walker *w) {
     const Shared *s = w->shared;
-    return s->running > s->allowed || (w->index != 0 && s->in_tick);
+    return w->index != 0 && (s->in_tick || nanoseconds_since(&s->ticked_at) > STALE_TICK_NS);
+}
+
+static int must_pause(const Walker *w) {
+    return w->shared->running > w->shared->allowed || helper_held(w);
 }
 
 int walkpool_gate(Walker *w) {
@@ -178,7 +194,7 @@ int walkpool_gate(Walker *w) {
         s->running--;
         update_hint(s);
         pthread_cond_broadcast(&s->changed);
-        while (status == 0 && (s->running >= s->allowed || (w->index != 0 && s->in_tick))) {
+        while (status == 0 && (s->running >= s->allowed || helper_held(w))) {
             status = s->stop ? -1 : wait_turn(w);
         }
         if (status == 0 && s->stop) {
@@ -245,11 +261,14 @@ static void *helper_main(void *argument) {
     return NULL;
 }
 
-/* Lock held: start one more helper; 0, or -1 if it could not be (the walk goes on). */
-static int spawn_helper(Shared *s) {
+/* Lock held: start one more helper, with the donor's open flags; 0, or -1 if it could not
+ * be (the walk goes on with the threads it has). */
+static int spawn_helper(Shared *s, int flags) {
     Walker *helper = &s->walkers[s->spawned];
-    if (walker_init(helper, s, s->spawned, s->walkers[0].flags) < 0) {
+    if (walker_init(helper, s, s->spawned, flags) < 0) {
         walker_release(helper);
+        s->threads = s->spawned; /* out of memory: no more tries */
+        update_hint(s);
         return -1;
     }
     if (pthread_create(&helper->thread, NULL, helper_main, helper) != 0) {
@@ -272,7 +291,7 @@ int walkpool_should_donate(Walker *w) {
     int donate = 0;
     if (!s->stop && s->running < s->allowed) {
         donate = s->hungry > (int)s->nqueue ||
-                 (s->spawned < s->threads && spawn_helper(s) == 0);
+                 (s->spawned < s->threads && spawn_helper(s, w->flags) == 0);
     }
     pthread_mutex_unlock(&s->lock);
     return donate;

@@ -12,7 +12,9 @@
  * and every IDLE_TICK_NS while it waits, it runs the tick with everyone's totals. The tick
  * can lower `allowed` (the scan's share of the CPUs, or 1 while the host is busy); a thread
  * over it pauses at its next tick, and while thread 0 is in the tick (a throttled tick
- * sleeps there) the helpers pause too. The walk is over when no thread holds a unit and
+ * sleeps there) the helpers pause too, as they do once thread 0 has not ticked for
+ * STALE_TICK_NS (stuck in a hung filesystem's system call, it could not see a cancel, so
+ * the rest of the walk must not go on at full width without it). The walk is over when no thread holds a unit and
  * none is queued; an exception in a tick or a helper out of memory stops every thread.
  */
 #ifndef VOLUMEVIZ_WALKPOOL_H
@@ -32,6 +34,9 @@
 typedef struct {
     unsigned long long total, disk, files, dirs, largest, skipped, entries;
 } Totals;
+
+/* `other`'s figures into `sum` (the largest file is the larger of the two). */
+void totals_add(Totals *sum, const Totals *other);
 
 typedef struct {
     uint64_t ino;
@@ -106,11 +111,12 @@ struct Shared {
     int wants_work; /* a hint read without the lock: a hand-over would be taken */
     int root_errno;
     struct timespec idle_tick_at; /* thread 0 ticks by then while it waits */
+    struct timespec ticked_at;    /* thread 0's last tick: helpers pause once it is old */
     /* fixed for the walk */
     dev_t dev;
     int keeps_tree;
     unsigned long long tick_every;
-    size_t max_open_dirs;
+    size_t max_open_dirs; /* per thread: the caller's bound shared among the threads */
     WalkUnit walk_unit;
     WalkTick tick;
     void *tick_context;

@@ -21,6 +21,8 @@ def usable_cpus() -> int:
 
 
 class CpuShare:
+    """One worker's view of the board: its own mark, and its share from everyone's."""
+
     def __init__(
         self,
         walk_threads: int,
@@ -52,7 +54,8 @@ class CpuShare:
         marked = sum(self._board) if self._board is not None else 0
         marks_self = self._board is not None and self._index is not None
         if marks_self and self._scanning:
-            return marked
+            return marked  # our own mark is among them
+        # Not on the board (no pool, or no free mark), or not begun yet: count ourselves.
         return marked + int(self._scanning or starting)
 
     def threads(self, starting: bool = False) -> int:

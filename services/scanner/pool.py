@@ -79,6 +79,8 @@ class ScannerPool:
         members = [m for m in self._slots if m is not None] + self._retired
         taken = {m.board_index for m in members}
         free = next((i for i in range(len(self._board)) if i not in taken), None)
+        if free is None:  # killed workers stuck in the kernel hold every mark
+            log.warning("cpu share board full, a worker's scans go unmarked marks=%d", len(taken))
         return free
 
     def _clear_mark(self, member: _Member) -> None:

@@ -114,6 +114,7 @@ class ScanThread:
     # --- the walk thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        self.throttled = self._is_busy()  # the walk's first threads obey the host's load too
         try:
             self.measurement = measure(
                 self.job,
@@ -123,7 +124,7 @@ class ScanThread:
                 is_busy=self._is_busy,
                 on_du_poll=self._on_du_poll,
                 walk_threads=self._cpu_share.limit,
-                threads_allowed=self._cpu_share.threads(),
+                threads_allowed=self._threads_allowed(),
             )
         except ScanCancelled:
             pass
@@ -136,6 +137,11 @@ class ScanThread:
             self._cpu_share.end()
             os.write(self._write_fd, b"x")
 
+    def _threads_allowed(self) -> int:
+        """While the host is busy, one thread walks (and sleeps in the tick; the others
+        pause); otherwise the scan's share of the CPUs."""
+        return 1 if self.throttled else self._cpu_share.threads()
+
     def _on_walk_tick(self, counters: WalkCounters) -> None:
         if counters.entries != self.entries:
             self.moved_at = time.monotonic()
@@ -145,8 +151,7 @@ class ScanThread:
         if self._cancelled:
             raise ScanCancelled
         self.throttled = self._is_busy()
-        # While the host is busy, one thread walks (and sleeps here; the others pause).
-        counters.threads_allowed = 1 if self.throttled else self._cpu_share.threads()
+        counters.threads_allowed = self._threads_allowed()
         if self.throttled:
             time.sleep(THROTTLE_SLEEP_SECONDS)  # yield the CPU to the host's own work
 

@@ -9,8 +9,9 @@ Rules the code keeps (the contract's "Scan result" section defines every field):
 
 * Iterative, over directory file descriptors (`openat` + `fstatat`), so a tree far deeper
   than PATH_MAX works and no path string is ever built. At most `max_open_dirs` ancestor
-  descriptors stay open; older ones are closed and re-opened through ".." on the way back
-  up, checked against the (st_dev, st_ino) recorded on the way down.
+  descriptors stay open (the C walk's threads share them, at least one each, plus one per
+  thread for a directory handed over); older ones are closed and re-opened through ".." on
+  the way back up, checked against the (st_dev, st_ino) recorded on the way down.
 * Never follows a symlink, never opens anything but a directory (a FIFO, socket or device
   is only lstat'ed), and every opened directory is fstat'ed and must be the inode its
   lstat named, which defeats a swap for a symlink between the two calls.

@@ -26,3 +26,11 @@ def variant_walk(variant: str) -> Callable[..., WalkOutcome]:
     if options["implementation"] not in walk_module.IMPLEMENTATIONS:
         pytest.skip("the C walk is not built (no compiler where this was installed)")
     return functools.partial(walk_volume, **options)  # type: ignore[arg-type]
+
+
+def threads_of(walk: Callable[..., WalkOutcome]) -> int:
+    """How many threads a walk made by variant_walk may use."""
+    assert isinstance(walk, functools.partial)
+    threads = walk.keywords.get("threads", 1)
+    assert isinstance(threads, int)
+    return threads
