@@ -18,8 +18,13 @@ from services.gateway.api import (
     volumes,
 )
 from services.gateway.http.auth import install_auth
+from services.gateway.http.cached_front import CachedListingFront
 from services.gateway.http.errors import install_error_handlers
-from services.gateway.http.guards import install_guards, install_websocket_not_found
+from services.gateway.http.guards import (
+    HostAllowList,
+    install_guards,
+    install_websocket_not_found,
+)
 from services.gateway.http.openapi_doc import (
     OPENAPI_PATH,
     SECURITY_SCHEMES,
@@ -84,6 +89,13 @@ def create_app(settings: Settings, state: GatewayRuntime | None = None) -> Quart
         allow_headers=["Content-Type", "Authorization", "X-Request-ID"],
         expose_headers=["X-Request-ID"],
         max_age=600,
+    )
+
+    # Quart's hook for ASGI middleware: a repeated listing skips Quart (http/cached_front.py).
+    token = settings.api_token.get_secret_value() if settings.api_token is not None else None
+    hosts = HostAllowList(settings.gateway_hosts)
+    app.asgi_app = CachedListingFront(  # type: ignore[method-assign]
+        app.asgi_app, state.listings, hosts, token
     )
 
     @app.before_serving

@@ -30,6 +30,19 @@ COMMON_HEADERS = {
 }
 
 
+# What every API answer carries besides its request id (and a page its own policy).
+API_HEADERS = {
+    **COMMON_HEADERS,
+    "Content-Security-Policy": API_POLICY,
+    "Cache-Control": "no-store",
+}
+
+
+def request_id_for(incoming: str) -> str:
+    """The client's X-Request-ID when it is a plain token, else a fresh one."""
+    return incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
 def page_policy(host: str) -> str:
     """`host` has passed the Host check (`guards`); it is checked again here because with
     `VV_ALLOWED_HOSTS=*` any text passes, and it must not add directives."""
@@ -52,8 +65,7 @@ def install_security_headers(app: Quart) -> None:
     @app.before_websocket
     async def _assign_request_id() -> None:
         headers = websocket.headers if has_websocket_context() else request.headers
-        incoming = headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = request_id_for(headers.get("X-Request-ID", ""))
 
     @app.after_websocket
     async def _add_ws_headers(response: ResponseTypes | None) -> ResponseTypes | None:
@@ -68,6 +80,6 @@ def install_security_headers(app: Quart) -> None:
             host = (websocket if has_websocket_context() else request).headers.get("Host", "")
             response.headers["Content-Security-Policy"] = page_policy(host)
         else:
-            response.headers["Content-Security-Policy"] = API_POLICY
-            response.headers.setdefault("Cache-Control", "no-store")
+            response.headers["Content-Security-Policy"] = API_HEADERS["Content-Security-Policy"]
+            response.headers.setdefault("Cache-Control", API_HEADERS["Cache-Control"])
         return response

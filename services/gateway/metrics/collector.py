@@ -20,7 +20,7 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from common.messages import ScanErrorCode
@@ -71,6 +71,7 @@ class RuntimeCollector:
         )
         yield _gauge("websocket_clients", "Connected WebSocket clients", len(state.hub.clients))
         yield self._heartbeats()
+        yield self._listing_answers()
 
     def _volumes(self) -> Iterable[Metric]:
         families = {
@@ -93,6 +94,18 @@ class RuntimeCollector:
             families["when"].add_metric(labels, result.scanned_at.timestamp())
         yield _gauge("volumes", "Volumes the engine lists", len(views))
         yield from families.values()
+
+    def _listing_answers(self) -> Metric:
+        family = CounterMetricFamily(
+            f"{PREFIX}_listing_answers",
+            "GET /volumes answers by where they were made: front (kept bytes, before Quart), "
+            "cached (kept bytes, in Quart), encoded (a page built anew)",
+            labels=["answered_by"],
+        )
+        answers = self.state.listings.answers
+        for where in ("front", "cached", "encoded"):
+            family.add_metric([where], answers[where])
+        return family
 
     def _heartbeats(self) -> Metric:
         family = GaugeMetricFamily(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -83,6 +83,9 @@ class ListingCache:
         self._version = -1
         self._matches: OrderedDict[str, list[VolumeView]] = OrderedDict()
         self._bodies: OrderedDict[bytes, bytes] = OrderedDict()
+        # Listing answers by where they were made: "front" (before Quart, http/
+        # cached_front.py), "cached" (kept bytes, in Quart) or "encoded" (a new page).
+        self.answers: Counter[str] = Counter()
 
     def _check_version(self) -> None:
         if self._version != self.catalog.version:
@@ -90,13 +93,14 @@ class ListingCache:
             self._bodies.clear()
             self._version = self.catalog.version
 
-    def cached_body(self, raw_query: bytes) -> bytes | None:
+    def cached_body(self, raw_query: bytes, answered_by: str = "cached") -> bytes | None:
         """The body already encoded for this exact query string in this catalog version
         (so a repeated request needs neither validating nor encoding), or None."""
         self._check_version()
         body = self._bodies.get(raw_query)
         if body is not None:
             self._bodies.move_to_end(raw_query)
+            self.answers[answered_by] += 1
         return body
 
     def encoded_page(self, query: VolumeListQuery, raw_query: bytes) -> bytes:
@@ -105,6 +109,7 @@ class ListingCache:
         self._check_version()
         page, envelope = self.page(query)
         body = json_bytes({"data": [view.json for view in page], **envelope})
+        self.answers["encoded"] += 1
         self._bodies[raw_query] = body
         if len(self._bodies) > self.pages:
             self._bodies.popitem(last=False)
