@@ -14,23 +14,16 @@ Cold rounds (page cache dropped before each measurement) run when root may drop 
 from __future__ import annotations
 
 import argparse
-import os
-import random
-import resource
 import shutil
-import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench import walk_rss
 from bench.common import (
     API,
     CouldNotMeasure,
-    Engine,
     Report,
     Row,
     engine,
@@ -39,145 +32,19 @@ from bench.common import (
     seconds,
     services,
 )
+from bench.scan_runs import (
+    VOLUME,
+    Timing,
+    drop_caches,
+    run_du,
+    run_engine_df,
+    run_gdu,
+    run_walk,
+)
+from bench.scan_tree import make_tree
 from services.scanner.cpu_share import usable_cpus
 from services.scanner.tree import TreeOptions
-from services.scanner.walk import IMPLEMENTATION, WalkCounters, walk_volume
-
-VOLUME = "vv-bench-scan"
-DROP_CACHES = Path("/proc/sys/vm/drop_caches")
-
-
-def make_tree(root: Path, entries: int, seed: int) -> Counter[str]:
-    """`entries` entries below `root`, the same tree for the same seed."""
-    rng = random.Random(seed)
-    made: Counter[str] = Counter()
-    queue = [root]
-    recent_files: list[str] = []
-    while queue and made.total() < entries:
-        directory = queue.pop(0)
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for index in range(rng.randint(5, 40)):
-                if made.total() >= entries:
-                    break
-                roll = rng.random()
-                if roll < 0.08 or (not queue and index == 0):
-                    os.mkdir(f"d{index}", dir_fd=fd)
-                    queue.append(directory / f"d{index}")
-                    made["directories"] += 1
-                elif roll < 0.11 and recent_files:
-                    os.link(rng.choice(recent_files), f"h{index}", dst_dir_fd=fd)
-                    made["hardlinks"] += 1
-                elif roll < 0.14:
-                    os.symlink("../" * rng.randint(0, 3) + f"t{index}", f"s{index}", dir_fd=fd)
-                    made["symlinks"] += 1
-                else:
-                    _write_file(fd, f"f{index}", rng)
-                    made["files"] += 1
-                    if len(recent_files) < 1000:
-                        recent_files.append(str(directory / f"f{index}"))
-                    else:
-                        recent_files[rng.randrange(1000)] = str(directory / f"f{index}")
-        finally:
-            os.close(fd)
-    return made
-
-
-def _write_file(dir_fd: int, name: str, rng: random.Random) -> None:
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=dir_fd)
-    try:
-        # Mostly sizes without blocks (sparse), so writing the tree is no disk benchmark.
-        roll = rng.random()
-        if roll < 0.2:
-            return  # empty
-        if roll < 0.3:
-            os.write(fd, b"s" * rng.randint(1, 2000))
-        elif roll < 0.995:
-            os.ftruncate(fd, rng.randint(1, 1 << rng.randint(4, 22)))
-        else:
-            os.write(fd, b"L" * rng.randint(4096, 65536))
-    finally:
-        os.close(fd)
-
-
-@dataclass
-class Timing:
-    wall: float
-    user: float
-    system: float
-    value: int  # disk usage (du, our walk) or apparent size (the engine)
-    total: int = -1  # our walk's total_size
-    max_rss: int = 0  # bytes, for a tool run as a process of its own
-
-
-def run_counted(argv: list[str], name: str) -> Timing:
-    """A tool whose first output field is the byte count, with its own CPU times."""
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert process.stdout is not None
-    out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise CouldNotMeasure(f"{name} exited with {process.returncode}")
-    value = int(out.split(None, 1)[0])
-    return Timing(wall, usage.ru_utime, usage.ru_stime, value, max_rss=usage.ru_maxrss * 1024)
-
-
-def run_du(flags: list[str], path: Path) -> Timing:
-    return run_counted(["du", *flags, "--", str(path)], f"du {flags}")
-
-
-def run_gdu(path: Path) -> Timing:
-    """gdu non-interactive, one filesystem, the total in bytes (its default: disk usage)."""
-    return run_counted(["gdu", "-n", "-s", "-p", "-x", "-c", "--no-prefix", str(path)], "gdu")
-
-
-def run_walk(
-    path: Path, implementation: str, tree: TreeOptions | None = None, threads: int = 1
-) -> Timing:
-    """The walk as the worker runs it: a tick that reads the counters and checks a clock."""
-    next_report = [0.0]
-    progress: list[tuple[int, int, int]] = []
-
-    def tick(counters: WalkCounters) -> None:
-        now = time.monotonic()
-        if now >= next_report[0]:  # at most every 250 ms, as the worker reports
-            progress.append((counters.entries, counters.file_count, counters.total_size))
-            next_report[0] = now + 0.25
-
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    started = time.perf_counter()
-    outcome = walk_volume(
-        str(path), tick, implementation=implementation, tree=tree, threads=threads
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return Timing(
-        wall,
-        after.ru_utime - before.ru_utime,
-        after.ru_stime - before.ru_stime,
-        outcome.disk_usage,
-        outcome.total_size,
-    )
-
-
-def run_engine_df(handle: Engine) -> Timing:
-    started = time.perf_counter()
-    body = handle.system_df()
-    wall = time.perf_counter() - started
-    sizes = {v["Name"]: v["UsageData"]["Size"] for v in body.get("Volumes") or []}
-    return Timing(wall, 0.0, 0.0, int(sizes.get(VOLUME, -1)))
-
-
-def drop_caches() -> bool:
-    try:
-        os.sync()
-        DROP_CACHES.write_text("3\n")
-    except OSError:
-        return False
-    return True
+from services.scanner.walk import IMPLEMENTATION
 
 
 def measure(args: argparse.Namespace, report: Report) -> None:
@@ -230,9 +97,10 @@ def measure(args: argparse.Namespace, report: Report) -> None:
                 measurements[name]()
             warm = rounds(measurements, args.rounds, cold=False)
             report_rounds(report, "warm", warm)
+            contenders: tuple[str, ...] = ("du -s -B1", "walk C threads", "walk C", "gdu")
             cold_names = [
                 name
-                for name in ("du -s -B1", "walk C threads", "walk C", "gdu")
+                for name in contenders
                 if name in measurements
             ] or ["du -s -B1", "walk Python"]
             if args.cold_rounds > 0 and drop_caches():

@@ -1,6 +1,6 @@
 /*
- * The native walk's hot loop in C: services/scanner/walk.py `_walk_fds`, statement for
- * statement, so both implementations keep one contract (walk.py's docstring states it).
+ * The native walk's hot loop in C: services/scanner/walk_python.py `walk_fds`, statement
+ * for statement, so both implementations keep one contract (walk.py's docstring states it).
  *
  *   walk(root_fd, flags, dev, root_ino, disk, on_tick, counters, tick_every, max_open_dirs,
  *        tree_options, threads)

@@ -1,6 +1,6 @@
 from collections.abc import Callable
 
-from services.scanner.walk import Totals, WalkCounters
+from services.scanner.walk_types import Totals, WalkCounters
 
 def walk(
     root_fd: int,

@@ -2,7 +2,7 @@
 
 Two implementations of one loop keep these rules: `_walkc.walk` (C, services/scanner/
 _walkc.c, compiled by `pip install -e .`; getdents64 + fstatat, faster than du itself) and
-`_walk_fds` below (pure Python, the fallback where no compiler was available, and the
+`walk_fds` in walk_python.py (pure Python, the fallback where no compiler was available, and the
 reference the C code transcribes). tests/test_walk.py runs every case against both.
 
 Rules the code keeps (the contract's "Scan result" section defines every field):
@@ -35,33 +35,22 @@ from dataclasses import dataclass
 
 from services.scanner.errors import ScanError, check_root, code_for_errno
 from services.scanner.mounts import filesystem_type
-from services.scanner.tree import RawTree, TreeOptions, TreeRecorder, prune
+from services.scanner.tree import RawTree, TreeOptions
+from services.scanner.walk_python import walk_fds
+from services.scanner.walk_types import DIR_FLAGS, NOATIME, S_IFDIR, S_IFMT, WalkCounters, WalkFds
+
+__all__ = [
+    "IMPLEMENTATION",
+    "IMPLEMENTATIONS",
+    "MAX_OPEN_DIRS",
+    "TICK_EVERY_ENTRIES",
+    "WalkCounters",  # what `on_tick` is given: part of walk_volume's signature
+    "WalkOutcome",
+    "walk_volume",
+]
 
 TICK_EVERY_ENTRIES = 1000
 MAX_OPEN_DIRS = 256
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# Reading a directory should not dirty its atime; only the owner (or CAP_FOWNER) may ask.
-_NOATIME = getattr(os, "O_NOATIME", 0)
-_S_IFMT = 0o170000
-_S_IFDIR = 0o040000
-_S_IFREG = 0o100000
-
-
-@dataclass(slots=True)
-class WalkCounters:
-    """The running totals; `on_tick` gets the walk's own instance, so copy what you keep."""
-
-    entries: int = 0  # directory entries seen, for the progress estimate
-    total_size: int = 0
-    disk_usage: int = 0
-    file_count: int = 0
-    directory_count: int = 0
-    largest_file: int = 0
-    skipped: int = 0
-    # Read by the C walk before it starts and after every tick: how many of its threads may
-    # walk at once (0: all). `on_tick` lowers it to share the CPUs, or to pause helpers.
-    threads_allowed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +77,7 @@ def _open_root(root: str | int, flags: int) -> tuple[int, int, os.stat_result]:
     if isinstance(root, int):
         fd = os.dup(root)
         info = os.fstat(fd)
-        if (info.st_mode & _S_IFMT) != _S_IFDIR:
+        if (info.st_mode & S_IFMT) != S_IFDIR:
             os.close(fd)
             raise ScanError("SCAN_PATH_ERROR", "the scan root is not a directory")
         return fd, flags, info
@@ -97,9 +86,9 @@ def _open_root(root: str | int, flags: int) -> tuple[int, int, os.stat_result]:
         try:
             fd = os.open(root, flags)
         except PermissionError as exc:
-            if not (flags & _NOATIME and exc.errno == errno.EPERM):
+            if not (flags & NOATIME and exc.errno == errno.EPERM):
                 raise
-            flags &= ~_NOATIME
+            flags &= ~NOATIME
             fd = os.open(root, flags)
     except OSError as exc:
         raise ScanError(code_for_errno(exc), f"cannot open {root!r}: {exc.strerror}") from exc
@@ -108,30 +97,6 @@ def _open_root(root: str | int, flags: int) -> tuple[int, int, os.stat_result]:
         os.close(fd)
         raise ScanError("SCAN_PATH_ERROR", f"{root!r} was replaced while opening it")
     return fd, flags, info
-
-
-Totals = tuple[int, int, int, int, int, int, int, int, RawTree | None, int]
-"""(total_size, disk_usage, file_count, directory_count, largest_file, skipped, entries,
-root_errno, tree, threads_used): what a walk implementation returns; root_errno != 0 means
-the root could not be listed; tree is None unless tree options were given (tree.py);
-threads_used is the most threads that walked at once."""
-
-WalkFds = Callable[
-    [
-        int,
-        int,
-        int,
-        int,
-        int,
-        Callable[[WalkCounters], None] | None,
-        WalkCounters,
-        int,
-        int,
-        tuple[float, int, int] | None,
-        int,
-    ],
-    Totals,
-]
 
 
 def walk_volume(
@@ -160,7 +125,7 @@ def walk_volume(
     run = IMPLEMENTATIONS[implementation or IMPLEMENTATION]
     started = time.monotonic_ns()
     fs_type = filesystem_type(root if isinstance(root, str) else f"/proc/self/fd/{root}")
-    root_fd, flags, root_info = _open_root(root, _DIR_FLAGS | _NOATIME)
+    root_fd, flags, root_info = _open_root(root, DIR_FLAGS | NOATIME)
     total, disk, files, dirs, largest, skipped, entries, root_errno, kept_tree, used = run(
         root_fd,  # the implementation owns it from here and closes it
         flags,
@@ -192,208 +157,7 @@ def walk_volume(
     )
 
 
-def _walk_fds(
-    root_fd: int,
-    flags: int,
-    dev: int,
-    root_ino: int,
-    disk: int,
-    on_tick: Callable[[WalkCounters], None] | None,
-    counters: WalkCounters,
-    tick_every: int,
-    max_open_dirs: int,
-    tree_options: tuple[float, int, int] | None = None,
-    threads: int = 1,
-) -> Totals:
-    """The pure-Python loop (the fallback, and the reference the C loop transcribes).
-
-    It walks on one thread whatever `threads` says: Python threads would share one GIL.
-
-    One long loop on purpose: the per-entry path calls no helper and reads only locals
-    (the tree's records, when kept, are the exception: see tree.py).
-    """
-    tree = TreeRecorder(TreeOptions(*tree_options), disk) if tree_options is not None else None
-    # The stack of directories being walked, as parallel lists (cheaper than objects):
-    # fds[i] is open for i >= open_from and -1 below; pending[i] holds the subdirectories
-    # (name, st_ino) still to visit; inos[i] identifies the directory for the ".." check.
-    fds: list[int] = []
-    pending: list[list[tuple[str, int, int]]] = []  # (name, st_ino, tree record)
-    inos: list[int] = []
-    records: list[int] = []  # each frame's tree record
-    open_from = 0
-    # A same-filesystem bind mount of an ancestor would make the walk endless; du skips
-    # such a cycle too. Directory inodes are unique on one filesystem, so st_ino suffices.
-    ancestors: set[int] = set()
-    # Only multi-link non-directories can repeat an inode, so only they are remembered.
-    seen_inodes: set[int] = set()
-
-    total = 0
-    files = dirs = largest = skipped = entries = 0
-    next_tick = tick_every
-    scandir = os.scandir
-    open_at = os.open
-    fstat = os.fstat
-    close = os.close
-    remember = seen_inodes.add
-    ifmt, ifdir, ifreg = _S_IFMT, _S_IFDIR, _S_IFREG  # locals are the cheapest lookups
-    cur_fd = root_fd
-    cur_ino = root_ino
-    cur_record = 0
-    try:
-        while True:
-            subdirs: list[tuple[str, int, int]] = []
-            push = subdirs.append
-            try:
-                with scandir(cur_fd) as listing:
-                    for entry in listing:
-                        entries += 1
-                        if entries >= next_tick:
-                            next_tick = entries + tick_every
-                            if on_tick is not None:
-                                counters.entries = entries
-                                counters.total_size = total
-                                counters.disk_usage = disk
-                                counters.file_count = files
-                                counters.directory_count = dirs
-                                counters.largest_file = largest
-                                counters.skipped = skipped
-                                on_tick(counters)
-                        try:
-                            st = entry.stat(follow_symlinks=False)
-                        except OSError:
-                            skipped += 1  # vanished, or the directory is not searchable
-                            continue
-                        if st.st_dev != dev:
-                            continue  # another filesystem: out of scope, like du -x
-                        mode = st.st_mode & ifmt
-                        if mode == ifdir:
-                            dirs += 1
-                            disk += st.st_blocks * 512
-                            record = 0
-                            if tree is not None:
-                                record = tree.add_dir(
-                                    cur_record, os.fsencode(entry.name), st.st_blocks * 512
-                                )
-                            push((entry.name, st.st_ino, record))
-                            continue
-                        files += 1
-                        if tree is not None:
-                            tree.files[cur_record] += 1  # every path; bytes once, below
-                        if st.st_nlink > 1:
-                            ino = st.st_ino
-                            if ino in seen_inodes:
-                                continue
-                            remember(ino)
-                        size = st.st_size
-                        total += size
-                        disk += st.st_blocks * 512
-                        if size > largest and mode == ifreg:
-                            largest = size
-                        if tree is not None:
-                            tree.apparent[cur_record] += size
-                            tree.disk[cur_record] += st.st_blocks * 512
-                            if mode == ifreg:
-                                tree.offer_file(
-                                    cur_record, os.fsencode(entry.name), size, st.st_blocks * 512
-                                )
-            except OSError as exc:
-                if not fds:
-                    errno_ = exc.errno or 1
-                    return total, disk, files, dirs, largest, skipped, entries, errno_, None, 1
-                skipped += 1  # listing failed part-way; what was read still counts
-
-            fds.append(cur_fd)
-            pending.append(subdirs)
-            inos.append(cur_ino)
-            records.append(cur_record)
-            ancestors.add(cur_ino)
-            cur_fd = -1
-            if len(fds) - open_from > max_open_dirs:
-                close(fds[open_from])
-                fds[open_from] = -1
-                open_from += 1
-
-            # Find the next directory to list: a pending child of the deepest frame, or climb.
-            while fds:
-                todo = pending[-1]
-                if todo:
-                    name, ino, record = todo.pop()
-                    if ino in ancestors:
-                        skipped += 1  # a directory cycle (bind mount): never walk it twice
-                        if tree is not None:
-                            tree.fold(record)
-                        continue
-                    try:
-                        child = open_at(name, flags, dir_fd=fds[-1])
-                    except OSError as exc:
-                        if exc.errno == errno.EPERM and flags & _NOATIME:
-                            flags &= ~_NOATIME  # not our inode: read without O_NOATIME
-                            todo.append((name, ino, record))
-                        else:
-                            skipped += 1  # unreadable, or swapped for a symlink (ELOOP)
-                            if tree is not None:
-                                tree.fold(record)
-                        continue
-                    info = fstat(child)
-                    if info.st_ino != ino or info.st_dev != dev:
-                        close(child)
-                        skipped += 1  # replaced between lstat and open
-                        if tree is not None:
-                            tree.fold(record)
-                        continue
-                    cur_fd = child
-                    cur_ino = ino
-                    cur_record = record
-                    break
-                done = fds.pop()
-                pending.pop()
-                ancestors.discard(inos.pop())
-                finished_record = records.pop()
-                if tree is not None:
-                    tree.fold(finished_record)
-                if fds and fds[-1] == -1:
-                    parent = _reopen_parent(done, flags, dev, inos[-1])
-                    if parent == -1:
-                        # The way back up is gone: what the ancestors still had is lost.
-                        skipped += sum(len(todo) for todo in pending)
-                        if tree is not None:
-                            for todo in reversed(pending):
-                                for _, _, lost in reversed(todo):
-                                    tree.fold(lost)
-                            for lost in reversed(records):
-                                tree.fold(lost)
-                        close(done)
-                        fds.clear()
-                        break
-                    fds[-1] = parent
-                    open_from -= 1
-                close(done)
-            if cur_fd == -1:
-                break
-    finally:
-        if cur_fd != -1:
-            close(cur_fd)
-        for fd in fds:
-            if fd != -1:
-                close(fd)
-    kept = prune(tree) if tree is not None else None
-    return total, disk, files, dirs, largest, skipped, entries, 0, kept, 1
-
-
-def _reopen_parent(child_fd: int, flags: int, dev: int, ino: int) -> int:
-    """Re-open an evicted ancestor via ".."; -1 unless it is still the (dev, ino) we left."""
-    try:
-        parent = os.open("..", flags, dir_fd=child_fd)
-    except OSError:
-        return -1
-    info = os.fstat(parent)
-    if info.st_dev != dev or info.st_ino != ino:
-        os.close(parent)
-        return -1
-    return parent
-
-
-IMPLEMENTATIONS: dict[str, WalkFds] = {"python": _walk_fds}
+IMPLEMENTATIONS: dict[str, WalkFds] = {"python": walk_fds}
 try:
     from services.scanner import _walkc  # built by `pip install -e .` (setup.py)
 except ImportError:  # no compiler where it was installed: the Python loop does the work
