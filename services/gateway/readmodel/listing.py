@@ -6,9 +6,9 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from services.gateway.api.models import SortKey, VolumeListQuery
 from services.gateway.encoding import json_bytes
 from services.gateway.readmodel.catalog import VolumeCatalog, VolumeView, rfc3339
+from services.gateway.readmodel.query import SortKey, VolumeListQuery
 
 
 def filter_views(views: Iterable[VolumeView], query: VolumeListQuery) -> list[VolumeView]:
