@@ -1,0 +1,215 @@
+"""Which directories inside volumes changed, from Linux fanotify (issue 13's live sizes).
+
+One fanotify group with a filesystem mark (FAN_MARK_FILESYSTEM) on the filesystem that
+holds the volumes directory hears every directory-entry change and every write on it, each
+reported with its directory's file handle and the entry's name (FAN_REPORT_DFID_NAME;
+Linux 5.9 or later, CAP_SYS_ADMIN). A handle is resolved to a path once
+(open_by_handle_at, CAP_DAC_READ_SEARCH) and the answer kept, so an event in a directory
+seen before, inside the volumes or not, costs no system call. What a read returns is
+coalesced: per volume, the directories (relative to its `_data`) whose entries changed,
+for the caller to re-read. When the kernel's queue overflowed, the events since are not
+known: the read says so, and every volume must be walked again.
+
+Where fanotify cannot be had (no privilege, an old kernel, a filesystem without file
+handles), `open_tracker` says why and the caller keeps to scheduled walks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+from dataclasses import dataclass, field
+
+# <linux/fanotify.h>
+FAN_CLOEXEC = 0x1
+FAN_NONBLOCK = 0x2
+FAN_CLASS_NOTIF = 0x0
+FAN_REPORT_DFID_NAME = 0xC00  # FAN_REPORT_DIR_FID | FAN_REPORT_NAME
+FAN_MARK_ADD = 0x1
+FAN_MARK_FILESYSTEM = 0x100
+FAN_MODIFY = 0x2
+FAN_ATTRIB = 0x4
+FAN_CLOSE_WRITE = 0x8
+FAN_MOVED_FROM = 0x40
+FAN_MOVED_TO = 0x80
+FAN_CREATE = 0x100
+FAN_DELETE = 0x200
+FAN_Q_OVERFLOW = 0x4000
+FAN_ONDIR = 0x40000000
+FAN_EVENT_INFO_TYPE_DFID_NAME = 2
+AT_FDCWD = -100
+
+# What changes a size: entries created, removed or moved, data written or truncated, and
+# link counts (a hard link's bytes count once, wherever the walk met it first).
+WATCHED = (
+    FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_MODIFY | FAN_ATTRIB
+) | FAN_CLOSE_WRITE | FAN_ONDIR
+
+_METADATA = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
+_INFO_HEADER = struct.Struct("=BBH")  # info_type, pad, len
+_FSID_BYTES = 8
+_HANDLE_HEADER = struct.Struct("=Ii")  # handle_bytes, handle_type
+READ_BYTES = 256 * 1024
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
+_libc.fanotify_mark.argtypes = [
+    ctypes.c_int,
+    ctypes.c_uint,
+    ctypes.c_uint64,
+    ctypes.c_int,
+    ctypes.c_char_p,
+]
+_libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+
+
+class TrackerUnavailable(Exception):
+    """fanotify cannot follow this filesystem here; the message says why."""
+
+
+@dataclass
+class Changes:
+    """What one read found: per volume, the directories to re-read (relative paths inside
+    the volume's `_data`, "" for its root), and whether events were lost."""
+
+    touched: dict[str, set[str]] = field(default_factory=dict)
+    overflowed: bool = False
+    events: int = 0  # events read, inside the volumes or not
+
+
+class ChangeTracker:
+    """A fanotify group following the filesystem of `volumes_dir`; see the module."""
+
+    def __init__(self, fanotify_fd: int, mount_fd: int, volumes_dir: str) -> None:
+        self._fd = fanotify_fd
+        self._mount_fd = mount_fd  # open_by_handle_at resolves handles on this filesystem
+        self._volumes_dir = os.path.realpath(volumes_dir)
+        # handle bytes -> (volume, directory inside its _data), or None outside volumes
+        self._places: dict[bytes, tuple[str, str] | None] = {}
+
+    def fileno(self) -> int:
+        """Readable while events wait."""
+        return self._fd
+
+    def close(self) -> None:
+        os.close(self._fd)
+        os.close(self._mount_fd)
+
+    def read(self) -> Changes:
+        """Every event waiting now, coalesced; never blocks."""
+        changes = Changes()
+        while True:
+            try:
+                buffer = os.read(self._fd, READ_BYTES)
+            except BlockingIOError:
+                break
+            if not buffer:
+                break
+            self._take(buffer, changes)
+        return changes
+
+    def _take(self, buffer: bytes, changes: Changes) -> None:
+        at = 0
+        while at + _METADATA.size <= len(buffer):
+            length, _version, _, metadata_length, mask, fd, _pid = _METADATA.unpack_from(
+                buffer, at
+            )
+            if length < metadata_length:
+                break  # malformed: the kernel never sends it; stop rather than loop
+            changes.events += 1
+            if fd >= 0:
+                os.close(fd)  # never asked for (a DFID group reports no descriptors)
+            if mask & FAN_Q_OVERFLOW:
+                changes.overflowed = True
+            else:
+                self._record(buffer, at + metadata_length, at + length, changes)
+                if mask & FAN_ONDIR and mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE):
+                    # A directory moved or went: a handle kept may now name another path.
+                    self._places.clear()
+            at += length
+
+    def _record(self, buffer: bytes, start: int, end: int, changes: Changes) -> None:
+        """The directory of a DFID_NAME record, as a volume's directory to re-read."""
+        at = start
+        while at + _INFO_HEADER.size <= end:
+            info_type, _, info_length = _INFO_HEADER.unpack_from(buffer, at)
+            if info_length == 0:
+                return
+            if info_type == FAN_EVENT_INFO_TYPE_DFID_NAME:
+                handle_at = at + _INFO_HEADER.size + _FSID_BYTES
+                handle_bytes, _ = _HANDLE_HEADER.unpack_from(buffer, handle_at)
+                handle = buffer[handle_at : handle_at + _HANDLE_HEADER.size + handle_bytes]
+                place = self._place(handle)
+                if place is not None:
+                    volume, directory = place
+                    changes.touched.setdefault(volume, set()).add(directory)
+            at += info_length
+
+    def _place(self, handle: bytes) -> tuple[str, str] | None:
+        if handle in self._places:
+            return self._places[handle]
+        place = self._resolve(handle)
+        self._places[handle] = place
+        return place
+
+    def _resolve(self, handle: bytes) -> tuple[str, str] | None:
+        """(volume, directory inside its _data) of a directory handle, or None when it is
+        not inside a volume's data (or is gone already: its parent's event covers it)."""
+        raw = ctypes.create_string_buffer(handle, len(handle))
+        fd = _libc.open_by_handle_at(self._mount_fd, raw, os.O_PATH | os.O_CLOEXEC)
+        if fd < 0:
+            return None
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return volume_place(self._volumes_dir, path)
+
+
+def volume_place(volumes_dir: str, path: str) -> tuple[str, str] | None:
+    """("name", "a/b") for `<volumes_dir>/name/_data/a/b`; None outside any volume's data."""
+    prefix = volumes_dir.rstrip("/") + "/"
+    if not path.startswith(prefix):
+        return None
+    volume, _, rest = path[len(prefix) :].partition("/")
+    if not volume or not (rest == "_data" or rest.startswith("_data/")):
+        return None
+    return volume, rest[len("_data/") :] if rest != "_data" else ""
+
+
+def open_tracker(volumes_dir: str) -> ChangeTracker:
+    """A tracker following the filesystem of `volumes_dir`; TrackerUnavailable if fanotify
+    cannot do it here (the reason says what is missing)."""
+    flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME
+    fd = _libc.fanotify_init(flags, os.O_RDONLY | os.O_CLOEXEC)
+    if fd < 0:
+        raise TrackerUnavailable(_why("fanotify_init", ctypes.get_errno()))
+    try:
+        marked = _libc.fanotify_mark(
+            fd,
+            FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
+            WATCHED,
+            AT_FDCWD,
+            os.fsencode(volumes_dir),
+        )
+        if marked < 0:
+            raise TrackerUnavailable(_why("fanotify_mark", ctypes.get_errno()))
+        mount_fd = os.open(volumes_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(fd)
+        raise
+    return ChangeTracker(fd, mount_fd, volumes_dir)
+
+
+def _why(call: str, number: int) -> str:
+    reasons = {
+        errno.EPERM: "needs CAP_SYS_ADMIN",
+        errno.EINVAL: "the kernel is older than 5.9 (no FAN_REPORT_DFID_NAME)",
+        errno.ENOSYS: "the kernel has no fanotify",
+        errno.EOPNOTSUPP: "the filesystem has no file handles",
+        errno.EXDEV: "the filesystem has no unique id (fsid)",
+        errno.ENODEV: "the filesystem has no file handles",
+    }
+    return f"{call}: {os.strerror(number)} ({reasons.get(number, 'unexpected')})"

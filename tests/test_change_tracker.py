@@ -1,0 +1,136 @@
+"""Issue 13, the first part: the change tracker (services/scanner/changes.py) on a real
+filesystem of its own (tmpfs, so nothing else on the machine writes to it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.scanner.changes import ChangeTracker, open_tracker, volume_place
+from tests.support.processes import REPO_ROOT
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def volumes(tmp_path: Path) -> Iterator[Path]:
+    """<tmpfs>/volumes/{v1,v2}/_data, and <tmpfs>/elsewhere on the same filesystem."""
+    root = tmp_path / "fs"
+    root.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(root)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr!r}")
+    try:
+        for name in ("v1", "v2"):
+            (root / "volumes" / name / "_data").mkdir(parents=True)
+        (root / "elsewhere").mkdir()
+        yield root / "volumes"
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+
+
+@pytest.fixture
+def tracker(volumes: Path) -> Iterator[ChangeTracker]:
+    opened = open_tracker(str(volumes))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_changes_are_reported_per_volume_by_directory(
+    volumes: Path, tracker: ChangeTracker
+) -> None:
+    v1, v2 = volumes / "v1" / "_data", volumes / "v2" / "_data"
+    (v1 / "a" / "b").mkdir(parents=True)
+    (v1 / "a" / "b" / "f").write_bytes(b"x" * 100)
+    (v2 / "g").write_bytes(b"y")
+    (volumes.parent / "elsewhere" / "h").write_bytes(b"z")  # same filesystem, no volume
+    os.rename(v1 / "a" / "b" / "f", v2 / "moved")
+    os.link(v2 / "g", v1 / "a" / "g-again")
+    changes = tracker.read()
+    assert changes.touched == {"v1": {"", "a", "a/b"}, "v2": {""}}
+    assert not changes.overflowed
+    assert tracker.read().events == 0  # read once, never again
+
+    (v1 / "a" / "b" / "f2").write_bytes(b"")
+    os.truncate(v2 / "g", 0)
+    (v1 / "a" / "g-again").unlink()
+    assert tracker.read().touched == {"v1": {"a", "a/b"}, "v2": {""}}
+
+
+def test_a_moved_directory_is_reported_by_its_new_path(
+    volumes: Path, tracker: ChangeTracker
+) -> None:
+    data = volumes / "v1" / "_data"
+    (data / "old" / "inner").mkdir(parents=True)
+    (data / "old" / "inner" / "f").write_bytes(b"1")
+    assert tracker.read().touched == {"v1": {"", "old", "old/inner"}}  # handles now kept
+    os.rename(data / "old", data / "new")
+    (data / "new" / "inner" / "f").write_bytes(b"22")
+    assert tracker.read().touched == {"v1": {"", "new/inner"}}
+    os.rename(data / "new", volumes / "v2" / "_data" / "across")
+    (volumes / "v2" / "_data" / "across" / "inner" / "g").write_bytes(b"3")
+    assert tracker.read().touched == {"v1": {""}, "v2": {"", "across/inner"}}
+
+
+def test_more_events_than_the_queue_holds_say_so(volumes: Path, tracker: ChangeTracker) -> None:
+    limit_file = Path("/proc/sys/fs/fanotify/max_queued_events")
+    limit = int(limit_file.read_text()) if limit_file.exists() else 16384
+    data = os.open(volumes / "v1" / "_data", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for index in range(limit + 1000):  # nobody reads meanwhile: the queue fills
+            os.close(os.open(f"f{index}", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=data))
+    finally:
+        os.close(data)
+    changes = tracker.read()
+    assert changes.overflowed
+    assert changes.touched == {"v1": {""}}  # what did arrive is still reported
+
+
+def test_without_the_privilege_the_tracker_says_what_is_missing(volumes: Path) -> None:
+    probe = (
+        "from services.scanner.changes import TrackerUnavailable, open_tracker\n"
+        "try:\n"
+        f"    open_tracker({str(volumes)!r})\n"
+        "except TrackerUnavailable as exc:\n"
+        "    print('unavailable:', exc)\n"
+    )
+    done = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            probe,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.startswith("unavailable: fanotify_")  # init, or the filesystem mark
+    assert "CAP_SYS_ADMIN" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "place"),
+    [
+        ("/v/name/_data", ("name", "")),
+        ("/v/name/_data/a/b", ("name", "a/b")),
+        ("/v/name", None),
+        ("/v/name/_database", None),
+        ("/v/name/other/_data", None),
+        ("/vx/name/_data", None),
+        ("/v", None),
+    ],
+)
+def test_a_path_is_placed_in_its_volume(path: str, place: tuple[str, str] | None) -> None:
+    assert volume_place("/v", path) == place
