@@ -13,25 +13,15 @@ import pytest
 
 from services.scanner.changes import ChangeTracker, open_tracker, volume_place
 from tests.support.processes import REPO_ROOT
+from tests.support.tmpfs import tmpfs_volumes
 
 NOBODY = 65534
 
 
 @pytest.fixture
 def volumes(tmp_path: Path) -> Iterator[Path]:
-    """<tmpfs>/volumes/{v1,v2}/_data, and <tmpfs>/elsewhere on the same filesystem."""
-    root = tmp_path / "fs"
-    root.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(root)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr!r}")
-    try:
-        for name in ("v1", "v2"):
-            (root / "volumes" / name / "_data").mkdir(parents=True)
-        (root / "elsewhere").mkdir()
-        yield root / "volumes"
-    finally:
-        subprocess.run(["umount", str(root)], check=True)
+    with tmpfs_volumes(tmp_path, ("v1", "v2")) as volumes_dir:
+        yield volumes_dir
 
 
 @pytest.fixture

@@ -44,8 +44,10 @@ AT_FDCWD = -100
 # What changes a size: entries created, removed or moved, data written or truncated, and
 # link counts (a hard link's bytes count once, wherever the walk met it first).
 WATCHED = (
-    FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_MODIFY | FAN_ATTRIB
-) | FAN_CLOSE_WRITE | FAN_ONDIR
+    (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_MODIFY | FAN_ATTRIB)
+    | FAN_CLOSE_WRITE
+    | FAN_ONDIR
+)
 
 _METADATA = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
 _INFO_HEADER = struct.Struct("=BBH")  # info_type, pad, len
@@ -113,9 +115,7 @@ class ChangeTracker:
     def _take(self, buffer: bytes, changes: Changes) -> None:
         at = 0
         while at + _METADATA.size <= len(buffer):
-            length, _version, _, metadata_length, mask, fd, _pid = _METADATA.unpack_from(
-                buffer, at
-            )
+            length, _version, _, metadata_length, mask, fd, _pid = _METADATA.unpack_from(buffer, at)
             if length < metadata_length:
                 break  # malformed: the kernel never sends it; stop rather than loop
             changes.events += 1
