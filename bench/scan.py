@@ -98,11 +98,10 @@ def measure(args: argparse.Namespace, report: Report) -> None:
             warm = rounds(measurements, args.rounds, cold=False)
             report_rounds(report, "warm", warm)
             contenders: tuple[str, ...] = ("du -s -B1", "walk C threads", "walk C", "gdu")
-            cold_names = [
-                name
-                for name in contenders
-                if name in measurements
-            ] or ["du -s -B1", "walk Python"]
+            cold_names = [name for name in contenders if name in measurements] or [
+                "du -s -B1",
+                "walk Python",
+            ]
             if args.cold_rounds > 0 and drop_caches():
                 cold_set = {name: measurements[name] for name in cold_names}
                 report_rounds(report, "cold", rounds(cold_set, args.cold_rounds, cold=True))
