@@ -83,12 +83,12 @@ def follower(volumes_dir: str, datas: list[str], pipe: Connection) -> None:
             for name, volume in live.items():
                 if changes.overflowed:
                     volume.rebuild()
-                elif name in changes.touched:
-                    volume.refresh(changes.touched[name])
+                elif name in changes.entries:
+                    volume.refresh(changes.entries[name])
     cpu = time.process_time() - (started_cpu or time.process_time())
     changes = tracker.read()  # settle what is still queued
     for name, volume in live.items():
-        volume.refresh(changes.touched.get(name, ()))
+        volume.refresh(changes.entries.get(name, {}))
     exact = all(live[Path(d).parent.name].figures() == walked(d) for d in datas)
     pipe.send((cpu, grown, directories, exact))
 

@@ -45,6 +45,10 @@ def test_changes_are_reported_per_volume_by_directory(
     os.link(v2 / "g", v1 / "a" / "g-again")
     changes = tracker.read()
     assert changes.touched == {"v1": {"", "a", "a/b"}, "v2": {""}}
+    # and the entries named in each: what a live volume looks at again, one lstat each
+    assert changes.entries["v2"] == {"": {"g", "moved"}}
+    assert changes.entries["v1"]["a"] == {"b", "g-again"}
+    assert changes.entries["v1"]["a/b"] == {"f"}
     assert not changes.overflowed
     assert tracker.read().events == 0  # read once, never again
 

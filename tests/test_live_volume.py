@@ -49,7 +49,7 @@ class Followed:
             if changes.overflowed:
                 live.rebuild()
             else:
-                live.refresh(changes.touched.get(volume, ()))
+                live.refresh(changes.entries.get(volume, {}))
 
     def reset(self) -> None:
         for volume in VOLUMES:

@@ -77,6 +77,8 @@ class Changes:
     the volume's `_data`, "" for its root), and whether events were lost."""
 
     touched: dict[str, set[str]] = field(default_factory=dict)
+    # per volume, per directory, the entries named ("." for the directory itself)
+    entries: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     overflowed: bool = False
     events: int = 0  # events read, inside the volumes or not
 
@@ -140,11 +142,15 @@ class ChangeTracker:
             if info_type == FAN_EVENT_INFO_TYPE_DFID_NAME:
                 handle_at = at + _INFO_HEADER.size + _FSID_BYTES
                 handle_bytes, _ = _HANDLE_HEADER.unpack_from(buffer, handle_at)
-                handle = buffer[handle_at : handle_at + _HANDLE_HEADER.size + handle_bytes]
-                place = self._place(handle)
+                name_at = handle_at + _HANDLE_HEADER.size + handle_bytes
+                place = self._place(buffer[handle_at:name_at])
                 if place is not None:
                     volume, directory = place
+                    name_end = buffer.find(b"\0", name_at, at + info_length)
+                    name = os.fsdecode(buffer[name_at : name_end if name_end >= 0 else None])
                     changes.touched.setdefault(volume, set()).add(directory)
+                    names = changes.entries.setdefault(volume, {}).setdefault(directory, set())
+                    names.add(name or ".")
             at += info_length
 
     def _place(self, handle: bytes) -> tuple[str, str] | None:

@@ -1,16 +1,16 @@
-"""A volume's figures kept exact by re-reading only the directories that changed (issue 13).
+"""A volume's figures kept exact by re-reading only what changed (issue 13).
 
-After one full read, every directory's own entries are known: its subdirectories, how many
-files it holds, their bytes, and which of them are hard links (a multi-link inode's bytes
-count once in the volume, however many of its links are in it, as the walk counts them).
-`refresh` re-reads a directory the change tracker (changes.py) named and applies what
-differs: a file grown or gone changes the directory's own figures; a subdirectory gone
-takes its whole subtree with it; a new one (created, or moved in) is read in full. The
-figures then equal what a fresh walk reports (walk.py's rules: lstat only, no symlink
-followed, one filesystem, each inode once); tests/test_live_volume.py checks that on random
-sequences of changes. One limit: a file hard-linked to a path outside every volume and
-written through that path changes no directory we follow; the scheduled safety-net walk
-corrects it.
+After one full read, every directory's own entries are known: its subdirectories, its
+files with their figures, and which files are hard links (a multi-link inode's bytes count
+once in the volume, however many of its links are in it, as the walk counts them). The
+change tracker (changes.py) names the entries that changed, and `refresh` looks at just
+those: one lstat each. A file grown or gone changes its directory's figures; a
+subdirectory gone takes its whole subtree with it; a new one (created, or moved in) is
+read in full. The figures then equal what a fresh walk reports (walk.py's rules: lstat
+only, no symlink followed, one filesystem, each inode once); tests/test_live_volume.py
+checks that on random sequences of changes. One limit: a file hard-linked to a path
+outside every volume and written through that path changes no entry we follow; the
+scheduled safety-net walk corrects it.
 
 Every directory is opened component by component from the volume's root with
 O_NOFOLLOW, so a path swapped for a symlink can never lead outside the volume.
@@ -20,21 +20,25 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+WHOLE_DIRECTORY = "."  # the tracker's name for an event on a directory itself
 
 
 @dataclass(slots=True)
 class _Dir:
     blocks: int = 0  # its own st_blocks * 512
-    files: int = 0  # non-directory entries: every path, as file_count counts
     apparent: int = 0  # bytes of its single-link files
     disk: int = 0
     subdirs: dict[str, int] = field(default_factory=dict)  # name -> st_ino
     links: dict[str, int] = field(default_factory=dict)  # name -> st_ino, multi-link files
-    singles: dict[str, int] = field(default_factory=dict)  # name -> st_ino, the others
+    singles: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # ino, size, disk
+
+    @property
+    def files(self) -> int:
+        return len(self.links) + len(self.singles)  # every path, as file_count counts
 
 
 class SharedInodes:
@@ -46,12 +50,6 @@ class SharedInodes:
         self.figures: dict[int, tuple[int, int]] = {}  # st_ino -> (st_size, blocks * 512)
         self._holders: dict[int, int] = {}  # st_ino -> how many volumes hold a link
         self.volumes: list[LiveVolume] = []  # every live volume on this filesystem
-
-    def new_link_to(self, ino: int) -> None:
-        """A file just seen with several links: any volume that counted it as a single-link
-        file (the new link was made elsewhere) reads that directory again."""
-        for volume in list(self.volumes):
-            volume.relink(ino)
 
     def hold(self, ino: int, st: os.stat_result) -> None:
         self.figures[ino] = (st.st_size, st.st_blocks * 512)
@@ -67,6 +65,12 @@ class SharedInodes:
         else:
             self._holders.pop(ino, None)
             self.figures.pop(ino, None)
+
+    def new_link_to(self, ino: int) -> None:
+        """A file just seen with several links: any volume that counted it as a single-link
+        file (the new link was made elsewhere) looks at that entry again."""
+        for volume in list(self.volumes):
+            volume.relink(ino)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +100,6 @@ class LiveVolume:
         self._shared.volumes.remove(self)
         os.close(self._root_fd)
 
-    def relink(self, ino: int) -> None:
-        """If we count `ino` as a single-link file, its directory is read again."""
-        place = self._singles.get(ino)
-        if place is not None and place[0] in self._dirs:
-            self._reread(place[0])
-
     def rebuild(self) -> None:
         """Read everything again (after lost events, or to start)."""
         for ino in self._links:
@@ -125,12 +123,25 @@ class LiveVolume:
         """Directories followed: what the memory kept is proportional to."""
         return len(self._dirs)
 
-    def refresh(self, touched: Iterable[str]) -> None:
-        """Re-read these directories (relative to the root, "" for it), shallowest first, so
-        a parent's new or lost subdirectories are settled before their own entries."""
-        for relative in sorted(set(touched), key=lambda path: (path.count("/"), path)):
-            if relative in self._dirs:
+    def refresh(self, touched: Mapping[str, Iterable[str]] | Iterable[str]) -> None:
+        """Look again at what changed: {directory: names} (changes.Changes.entries), or
+        directories to read again whole. Shallowest first, so a parent's new or lost
+        subdirectories are settled before anything inside them."""
+        named = touched if isinstance(touched, Mapping) else {d: [WHOLE_DIRECTORY] for d in touched}
+        for relative in sorted(named, key=lambda path: (path.count("/"), path)):
+            if relative not in self._dirs:
+                continue  # inside a subtree just read whole, or gone with one
+            names = set(named[relative])
+            if WHOLE_DIRECTORY in names:
                 self._reread(relative)
+            else:
+                self._update(relative, names)
+
+    def relink(self, ino: int) -> None:
+        """If we count `ino` as a single-link file, that entry is looked at again."""
+        place = self._singles.get(ino)
+        if place is not None and place[0] in self._dirs:
+            self._update(place[0], {place[1]})
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -147,73 +158,101 @@ class LiveVolume:
             fd = child
         return fd
 
-    def _list(self, relative: str) -> tuple[_Dir, dict[str, os.stat_result]] | None:
-        """The directory's own entries now, and the lstat of each multi-link file."""
-        fd = self._open(relative)
-        if fd is None:
-            return None
-        try:
-            info = os.fstat(fd)
-            if info.st_dev != self._dev:
-                return None
-            now = _Dir(blocks=info.st_blocks * 512)
-            multi: dict[str, os.stat_result] = {}
-            for name in os.listdir(fd):
-                try:
-                    st = os.lstat(name, dir_fd=fd)
-                except OSError:
-                    continue  # gone meanwhile: its removal has an event of its own
-                if st.st_dev != self._dev:
-                    continue  # another filesystem, like du -x
-                if stat.S_ISDIR(st.st_mode):
-                    now.subdirs[name] = st.st_ino
-                    continue
-                now.files += 1
-                if st.st_nlink > 1:
-                    now.links[name] = st.st_ino
-                    multi[name] = st
-                else:
-                    now.singles[name] = st.st_ino
-                    now.apparent += st.st_size
-                    now.disk += st.st_blocks * 512
-            return now, multi
-        finally:
-            os.close(fd)
-
     def _read_subtree(self, relative: str) -> None:
         pending = [relative]
         while pending:
             current = pending.pop()
-            listed = self._list(current)
-            if listed is None:
+            fd = self._open(current)
+            if fd is None:
                 continue
-            now, multi = listed
-            self._dirs[current] = now
-            self._index_singles(current, _Dir(), now)
-            for name, st in multi.items():
-                self._add_link(current, name, st)
-            pending.extend(_join(current, name) for name in now.subdirs)
+            try:
+                info = os.fstat(fd)
+                if info.st_dev != self._dev:
+                    continue
+                self._dirs[current] = _Dir(blocks=info.st_blocks * 512)
+                for name in os.listdir(fd):
+                    self._look(current, fd, name, read_new_subdirs=False)
+            finally:
+                os.close(fd)
+            pending.extend(_join(current, name) for name in self._dirs[current].subdirs)
 
     def _reread(self, relative: str) -> None:
-        before = self._dirs[relative]
-        listed = self._list(relative)
-        if listed is None:
-            self._drop_subtree(relative)  # gone: its parent's re-read says so too
+        """Every entry of the directory, those it had and those it has."""
+        fd = self._open(relative)
+        if fd is None:
+            self._drop_subtree(relative)  # gone: its parent's event says so too
             return
-        now, multi = listed
-        for name, ino in before.subdirs.items():
-            if now.subdirs.get(name) != ino:
-                self._drop_subtree(_join(relative, name))
-        for name, ino in before.links.items():
-            if now.links.get(name) != ino:
-                self._drop_link(relative, name, ino)
-        self._dirs[relative] = now
-        self._index_singles(relative, before, now)
-        for name, st in multi.items():
-            self._add_link(relative, name, st)  # new, or the same inode with new figures
-        for name, ino in now.subdirs.items():
-            if before.subdirs.get(name) != ino:
+        try:
+            current = self._dirs[relative]
+            names = set(os.listdir(fd)) | current.subdirs.keys() | current.links.keys()
+            self._apply(relative, fd, names | current.singles.keys())
+        finally:
+            os.close(fd)
+
+    def _update(self, relative: str, names: set[str]) -> None:
+        fd = self._open(relative)
+        if fd is None:
+            self._drop_subtree(relative)
+            return
+        try:
+            self._apply(relative, fd, names)
+        finally:
+            os.close(fd)
+
+    def _apply(self, relative: str, fd: int, names: set[str]) -> None:
+        info = os.fstat(fd)
+        directory = self._dirs[relative]
+        directory.blocks = info.st_blocks * 512  # it grows as entries come
+        for name in names:
+            st = _lstat(fd, name)
+            same_subdir = st is not None and stat.S_ISDIR(st.st_mode)
+            if same_subdir and st is not None and directory.subdirs.get(name) == st.st_ino:
+                continue  # the same subdirectory: what is inside it has events of its own
+            self._forget(relative, name)
+            if st is not None:
+                self._count(relative, name, st, read_new_subdirs=True)
+
+    def _look(self, relative: str, fd: int, name: str, *, read_new_subdirs: bool) -> None:
+        """Count the entry `name` of `relative` (open as `fd`) as it is now."""
+        st = _lstat(fd, name)
+        if st is not None:
+            self._count(relative, name, st, read_new_subdirs=read_new_subdirs)
+
+    def _count(
+        self, relative: str, name: str, st: os.stat_result, *, read_new_subdirs: bool
+    ) -> None:
+        if st.st_dev != self._dev:
+            return  # another filesystem, like du -x
+        directory = self._dirs[relative]
+        if stat.S_ISDIR(st.st_mode):
+            directory.subdirs[name] = st.st_ino
+            if read_new_subdirs:
                 self._read_subtree(_join(relative, name))
+        elif st.st_nlink > 1:
+            directory.links[name] = st.st_ino
+            self._add_link(relative, name, st)
+        else:
+            size, disk = st.st_size, st.st_blocks * 512
+            directory.singles[name] = (st.st_ino, size, disk)
+            directory.apparent += size
+            directory.disk += disk
+            self._singles[st.st_ino] = (relative, name)
+
+    def _forget(self, relative: str, name: str) -> None:
+        """Take the entry `name` out of what `relative` counts, as it was."""
+        directory = self._dirs[relative]
+        single = directory.singles.pop(name, None)
+        if single is not None:
+            ino, size, disk = single
+            directory.apparent -= size
+            directory.disk -= disk
+            if self._singles.get(ino) == (relative, name):
+                del self._singles[ino]
+        linked = directory.links.pop(name, None)
+        if linked is not None:
+            self._drop_link(relative, name, linked)
+        if directory.subdirs.pop(name, None) is not None:
+            self._drop_subtree(_join(relative, name))
 
     def _drop_subtree(self, relative: str) -> None:
         pending = [relative]
@@ -224,15 +263,10 @@ class LiveVolume:
                 continue
             for name, ino in gone.links.items():
                 self._drop_link(current, name, ino)
-            self._index_singles(current, gone, _Dir())
+            for name, (ino, _, _) in gone.singles.items():
+                if self._singles.get(ino) == (current, name):
+                    del self._singles[ino]
             pending.extend(_join(current, name) for name in gone.subdirs)
-
-    def _index_singles(self, directory: str, before: _Dir, now: _Dir) -> None:
-        for name, ino in before.singles.items():
-            if now.singles.get(name) != ino and self._singles.get(ino) == (directory, name):
-                del self._singles[ino]
-        for name, ino in now.singles.items():
-            self._singles[ino] = (directory, name)
 
     def _add_link(self, directory: str, name: str, st: os.stat_result) -> None:
         links = self._links.get(st.st_ino)
@@ -254,6 +288,13 @@ class LiveVolume:
         if not links:
             del self._links[ino]
             self._shared.release(ino)
+
+
+def _lstat(fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.lstat(name, dir_fd=fd)
+    except OSError:
+        return None  # gone: nothing to count
 
 
 def _join(directory: str, name: str) -> str:
