@@ -88,7 +88,10 @@ def follower(volumes_dir: str, datas: list[str], pipe: Connection) -> None:
     cpu = time.process_time() - (started_cpu or time.process_time())
     changes = tracker.read()  # settle what is still queued
     for name, volume in live.items():
-        volume.refresh(changes.entries.get(name, {}))
+        if changes.overflowed:
+            volume.rebuild()
+        else:
+            volume.refresh(changes.entries.get(name, {}))
     exact = all(live[Path(d).parent.name].figures() == walked(d) for d in datas)
     pipe.send((cpu, grown, directories, exact))
 
@@ -169,6 +172,8 @@ def measure(args: argparse.Namespace, report: Report) -> None:
                     ours.append(share)
                     memory.append(grown / max(directories, 1))
                     exact = exact and same
+                if not exact:
+                    raise CouldNotMeasure("the live figures differ from a fresh walk")
                 target = rate <= 1000
                 report.add(
                     Row(

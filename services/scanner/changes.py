@@ -65,6 +65,14 @@ _libc.fanotify_mark.argtypes = [
     ctypes.c_char_p,
 ]
 _libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+_libc.name_to_handle_at.argtypes = [
+    ctypes.c_int,
+    ctypes.c_char_p,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.c_int,
+]
+MAX_HANDLE_SZ = 128
 
 
 class TrackerUnavailable(Exception):
@@ -118,13 +126,14 @@ class ChangeTracker:
         at = 0
         while at + _METADATA.size <= len(buffer):
             length, _version, _, metadata_length, mask, fd, _pid = _METADATA.unpack_from(buffer, at)
-            if length < metadata_length:
+            if metadata_length < _METADATA.size or length < metadata_length:
                 break  # malformed: the kernel never sends it; stop rather than loop
             changes.events += 1
             if fd >= 0:
                 os.close(fd)  # never asked for (a DFID group reports no descriptors)
             if mask & FAN_Q_OVERFLOW:
                 changes.overflowed = True
+                self._places.clear()  # directories may have moved while events were lost
             else:
                 self._record(buffer, at + metadata_length, at + length, changes)
                 if mask & FAN_ONDIR and mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE):
@@ -143,7 +152,7 @@ class ChangeTracker:
                 handle_at = at + _INFO_HEADER.size + _FSID_BYTES
                 handle_bytes, _ = _HANDLE_HEADER.unpack_from(buffer, handle_at)
                 name_at = handle_at + _HANDLE_HEADER.size + handle_bytes
-                place = self._place(buffer[handle_at:name_at])
+                place = self._place(buffer[handle_at:name_at], changes)
                 if place is not None:
                     volume, directory = place
                     name_end = buffer.find(b"\0", name_at, at + info_length)
@@ -153,20 +162,28 @@ class ChangeTracker:
                     names.add(name or ".")
             at += info_length
 
-    def _place(self, handle: bytes) -> tuple[str, str] | None:
+    def _place(self, handle: bytes, changes: Changes) -> tuple[str, str] | None:
         if handle in self._places:
             return self._places[handle]
-        place = self._resolve(handle)
+        try:
+            place = self._resolve(handle)
+        except OSError:
+            changes.overflowed = True  # not known where it happened: walk everything again
+            return None
         self._places[handle] = place
         return place
 
     def _resolve(self, handle: bytes) -> tuple[str, str] | None:
-        """(volume, directory inside its _data) of a directory handle, or None when it is
-        not inside a volume's data (or is gone already: its parent's event covers it)."""
+        """(volume, directory inside its _data) of a directory handle; None when it is not
+        inside a volume's data, or is gone already (its parent's event covers it). Raises
+        OSError when the handle could not be looked at (descriptors, memory)."""
         raw = ctypes.create_string_buffer(handle, len(handle))
         fd = _libc.open_by_handle_at(self._mount_fd, raw, os.O_PATH | os.O_CLOEXEC)
         if fd < 0:
-            return None
+            number = ctypes.get_errno()
+            if number in (errno.ESTALE, errno.ENOENT):
+                return None
+            raise OSError(number, os.strerror(number))
         try:
             path = os.readlink(f"/proc/self/fd/{fd}")
         finally:
@@ -206,7 +223,34 @@ def open_tracker(volumes_dir: str) -> ChangeTracker:
     except BaseException:
         os.close(fd)
         raise
-    return ChangeTracker(fd, mount_fd, volumes_dir)
+    tracker = ChangeTracker(fd, mount_fd, volumes_dir)
+    try:
+        _check_handles(volumes_dir, mount_fd)
+    except BaseException:
+        tracker.close()
+        raise
+    return tracker
+
+
+def _check_handles(volumes_dir: str, mount_fd: int) -> None:
+    """Events name directories by handle: prove one can be opened again here (it takes
+    CAP_DAC_READ_SEARCH, which a container given only CAP_SYS_ADMIN lacks)."""
+    handle = ctypes.create_string_buffer(_HANDLE_HEADER.size + MAX_HANDLE_SZ)
+    _HANDLE_HEADER.pack_into(handle, 0, MAX_HANDLE_SZ, 0)
+    mount_id = ctypes.c_int()
+    if (
+        _libc.name_to_handle_at(
+            AT_FDCWD, os.fsencode(volumes_dir), handle, ctypes.byref(mount_id), 0
+        )
+        < 0
+    ):
+        raise TrackerUnavailable(_why("name_to_handle_at", ctypes.get_errno()))
+    fd = _libc.open_by_handle_at(mount_fd, handle, os.O_PATH | os.O_CLOEXEC)
+    if fd < 0:
+        number = ctypes.get_errno()
+        reason = "needs CAP_DAC_READ_SEARCH" if number == errno.EPERM else "unexpected"
+        raise TrackerUnavailable(f"open_by_handle_at: {os.strerror(number)} ({reason})")
+    os.close(fd)
 
 
 def _why(call: str, number: int) -> str:
