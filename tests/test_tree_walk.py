@@ -17,6 +17,7 @@ from services.scanner.walk import walk_volume
 from tests.support.tree_checks import (
     apparent_per_directory,
     assert_levels_add_up,
+    assert_root_is_the_totals,
     du_per_directory,
     node_paths,
 )
@@ -60,13 +61,7 @@ def test_every_directory_matches_du_and_the_files(tmp_path: Path, variant: str) 
     for path, node in nodes.items():
         assert node.disk == du[path], path
         assert node.apparent == apparent[path], path
-    root_node = nodes[b""]
-    assert (root_node.apparent, root_node.disk, root_node.files, root_node.dirs) == (
-        outcome.total_size,
-        outcome.disk_usage,
-        outcome.file_count,
-        outcome.directory_count,
-    )
+    assert_root_is_the_totals(nodes[b""], outcome)
     assert nodes[b"a/b"].own_files == 2 and nodes[b"a/b"].files == 3  # a path each
     assert nodes[b"empty"].files == 0 and nodes[b"empty"].dirs == 0
     assert_levels_add_up(tree)

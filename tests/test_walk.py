@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from services.scanner import walk as walk_module
 from services.scanner.errors import ScanError
 from services.scanner.mounts import _mounts_from_mountinfo, filesystem_type
 from services.scanner.walk import WalkCounters, WalkOutcome, walk_volume
-from tests.support.walks import VARIANTS, threads_of, variant_walk
+from tests.support.walks import VARIANTS, HelperWalked, threads_of, variant_walk
 
 MiB = 1024 * 1024
 NOBODY = 65534
@@ -258,8 +257,8 @@ def test_bind_mounted_ancestor_is_a_cycle_walked_once(walk: Walk, tmp_path: Path
             if done.returncode != 0:
                 pytest.skip(f"cannot bind-mount here: {done.stderr!r}")
             mounted.append(loop)
-        # A slow tick on every entry: a helper gets its turn while thread 0 waits in it.
-        outcome = walk(str(root), lambda _counters: time.sleep(0.005), tick_every=1)
+        # A tick on every entry, holding thread 0 until a helper has walked its branch.
+        outcome = walk(str(root), HelperWalked(), tick_every=1)
     finally:
         for loop in reversed(mounted):
             subprocess.run(["umount", str(loop)], check=True)

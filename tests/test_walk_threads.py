@@ -6,7 +6,6 @@ adds what only threads have: how many walk at once, and the share a scan may tak
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,14 @@ from services.scanner import walk as walk_module
 from services.scanner.cpu_share import CpuShare
 from services.scanner.tree import TreeOptions, scan_tree
 from services.scanner.walk import WalkCounters, WalkOutcome, walk_volume
-from tests.support.tree_checks import assert_levels_add_up, du_per_directory, node_paths
+from tests.support.tree_checks import (
+    assert_levels_add_up,
+    assert_root_is_the_totals,
+    du_per_directory,
+    node_paths,
+)
 from tests.support.trees import du_bytes
+from tests.support.walks import HelperWalked
 from tests.test_walk import make_random_tree, moby_calc_size
 
 pytestmark = pytest.mark.skipif(
@@ -45,15 +50,9 @@ def random_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def slow_thread_zero(counters: WalkCounters) -> None:
-    """Thread 0's tick takes a millisecond: a helper started on a busy machine still gets
-    its turn before thread 0 could walk the whole tree alone (no timing is asserted)."""
-    time.sleep(0.001)
-
-
 def test_threads_walk_at_once_and_agree_with_one_thread_and_du(random_tree: Path) -> None:
     one = walk_volume(str(random_tree), threads=1, tree=KEEP_ALL)
-    many = walk_volume(str(random_tree), slow_thread_zero, threads=4, tick_every=20, tree=KEEP_ALL)
+    many = walk_volume(str(random_tree), HelperWalked(), threads=4, tick_every=20, tree=KEEP_ALL)
     assert one.threads_used == 1
     assert many.threads_used >= 2  # a helper took a subdirectory
     assert figures(many) == figures(one)
@@ -70,13 +69,7 @@ def assert_tree_is_whole(outcome: WalkOutcome, root: Path) -> None:
     tree = scan_tree(outcome.tree, KEEP_ALL)
     nodes = node_paths(tree)
     assert set(nodes) == set(du_per_directory(root))
-    top = nodes[b""]
-    assert (top.apparent, top.disk, top.files, top.dirs) == (
-        outcome.total_size,
-        outcome.disk_usage,
-        outcome.file_count,
-        outcome.directory_count,
-    )
+    assert_root_is_the_totals(nodes[b""], outcome)
     assert_levels_add_up(tree)
 
 
@@ -109,10 +102,11 @@ def test_a_cancelled_threaded_walk_closes_every_descriptor(random_tree: Path) ->
 
     ticks = iter(range(1_000_000))
     threads_seen: list[int] = []
+    hand_over = HelperWalked()
 
     def cancel_late(counters: WalkCounters) -> None:
-        slow_thread_zero(counters)
-        if next(ticks) == 20:
+        hand_over(counters)
+        if hand_over.waited and next(ticks) == 20:
             threads_seen.append(len(os.listdir("/proc/self/task")))
             raise Cancelled
 

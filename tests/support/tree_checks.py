@@ -8,6 +8,7 @@ from pathlib import Path
 
 from common.messages import ScanTree, TreeNode
 from common.names import unescape_path
+from services.scanner.walk import WalkOutcome
 
 
 def node_paths(tree: ScanTree) -> dict[bytes, TreeNode]:
@@ -23,6 +24,16 @@ def node_paths(tree: ScanTree) -> dict[bytes, TreeNode]:
         paths.append(path)
         found[path] = node
     return found
+
+
+def assert_root_is_the_totals(root: TreeNode, outcome: WalkOutcome) -> None:
+    """The root node's cumulative figures are the walk's totals."""
+    assert (root.apparent, root.disk, root.files, root.dirs) == (
+        outcome.total_size,
+        outcome.disk_usage,
+        outcome.file_count,
+        outcome.directory_count,
+    )
 
 
 def assert_levels_add_up(tree: ScanTree) -> None:
