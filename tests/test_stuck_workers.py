@@ -37,6 +37,15 @@ def _scanners(stack: Stack) -> dict[str, Any]:
     return check
 
 
+def _wait_workers_alive(stack: Stack, count: int) -> None:
+    """Until health counts `count` workers in the pool's slots (abandoned ones aside)."""
+    wait_until(
+        lambda: _scanners(stack)["message"].startswith(f"{count} workers alive"),
+        30,
+        message=lambda: f"the pool is not at {count} workers: {_scanners(stack)}",
+    )
+
+
 def _blocked(control_path: Path) -> int:
     return int(control(str(control_path), "blocked"))
 
@@ -104,11 +113,7 @@ def test_a_hung_filesystem_times_out_and_costs_the_pool_nothing(
         abandoned = scheduler["abandoned_workers"]
         assert {w["volume_id"] for w in abandoned} == {"vv-hung"} and len(abandoned) == 2
         # The pool is at full strength beside the abandoned ones, and says so.
-        wait_until(
-            lambda: _scanners(stack)["message"].startswith("2 workers alive"),
-            30,
-            message=lambda: f"pool not back to strength: {_scanners(stack)}",
-        )
+        _wait_workers_alive(stack, 2)
         scanners = _scanners(stack)
         assert scanners["status"] == "degraded" and "abandoned" in scanners["message"]
         assert len(_workers(stack)) == 4  # two in the slots, two left behind
@@ -201,11 +206,7 @@ def test_abandoned_workers_beyond_the_pool_size_are_killed_oldest_first(
         first = refresh(stack, "vv-piled")
         assert first.status_code == 504 and first.json()["code"] == "SCAN_TIMEOUT"
         stack["scanner"].wait_for_log(f"worker retired slot=0 pid={oldest.pid}", timeout=30)
-        wait_until(
-            lambda: _scanners(stack)["message"].startswith("1 workers alive"),
-            30,
-            message=lambda: f"no fresh worker: {_scanners(stack)}",
-        )
+        _wait_workers_alive(stack, 1)
         (younger,) = (w for w in _workers(stack) if w.pid != oldest.pid)
         # The fresh worker walks into the same hung file system after the back-off.
         second = refresh(stack, "vv-piled")
@@ -224,11 +225,7 @@ def test_abandoned_workers_beyond_the_pool_size_are_killed_oldest_first(
             f"retired worker exited pid={younger.pid} exitcode=0", timeout=30
         )
         wait_until(lambda: len(_workers(stack)) == 1, 30, message="a stuck worker stayed")
-        wait_until(
-            lambda: _scanners(stack)["message"].startswith("1 workers alive"),
-            30,
-            message=lambda: f"the pool never came back: {_scanners(stack)}",
-        )
+        _wait_workers_alive(stack, 1)
         healed = refresh(stack, "vv-piled")  # waits out the back-off, then scans normally
         assert healed.status_code == 200, healed.text
         assert healed.json()["result"]["total_size"] == sum(FILES.values())
