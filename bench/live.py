@@ -2,7 +2,7 @@
 
 On a tmpfs of its own (so only this script's changes are heard), `--volumes` volumes of
 `--files` files each. A writer process appends to random files at `--rates` changes a
-second for `--seconds`; a follower process (changes.py + live_volume.py, what the scanner
+second for `--seconds`; a follower process (live/changes.py + live/volume.py, what the scanner
 will run) reads the events every 100 ms and re-reads the directories they name. Its CPU
 over the window is the figure; its peer, measured in the same run on the same volumes, is
 what kubelet and cAdvisor do: a full walk of every volume (our C walk) once a minute,
@@ -29,8 +29,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from bench.common import CouldNotMeasure, Report, Row, median, run
-from services.scanner.changes import TrackerUnavailable, open_tracker
-from services.scanner.live_volume import LiveFigures, LiveVolume, SharedInodes
+from services.scanner.live.changes import TrackerUnavailable, open_tracker
+from services.scanner.live.volume import LiveFigures, LiveVolume, SharedInodes
 from services.scanner.walk import walk_volume
 
 RESCAN_PERIOD_SECONDS = 60.0  # kubelet's and cAdvisor's du interval

@@ -1,4 +1,4 @@
-"""Issue 13, the first part: the change tracker (services/scanner/changes.py) on a real
+"""Issue 13, the first part: the change tracker (services/scanner/live/changes.py) on a real
 filesystem of its own (tmpfs, so nothing else on the machine writes to it)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.scanner.changes import ChangeTracker, open_tracker, volume_place
+from services.scanner.live.changes import ChangeTracker, open_tracker, volume_place
 from tests.support.processes import REPO_ROOT
 from tests.support.tmpfs import tmpfs_volumes
 
@@ -89,7 +89,7 @@ def test_more_events_than_the_queue_holds_say_so(volumes: Path, tracker: ChangeT
 
 def test_without_the_privilege_the_tracker_says_what_is_missing(volumes: Path) -> None:
     probe = (
-        "from services.scanner.changes import TrackerUnavailable, open_tracker\n"
+        "from services.scanner.live.changes import TrackerUnavailable, open_tracker\n"
         "try:\n"
         f"    open_tracker({str(volumes)!r})\n"
         "except TrackerUnavailable as exc:\n"

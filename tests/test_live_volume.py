@@ -1,7 +1,7 @@
 """Issue 13: live figures stay exact. Random sequences of changes across three volumes
 (real files on a filesystem of the test's own: tmpfs, and ext4 on a loop device, which
 gives a freed inode number out again at once); after each sequence the entries the change
-tracker names are looked at again (services/scanner/live_volume.py), and every volume's
+tracker names are looked at again (services/scanner/live/volume.py), and every volume's
 live figures must equal a fresh walk's. `make test` runs the default profile;
 HYPOTHESIS_PROFILE=long runs many more examples (see the README)."""
 
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.scanner.changes import ChangeTracker, open_tracker
-from services.scanner.live_volume import LiveFigures, LiveVolume, SharedInodes
+from services.scanner.live.changes import ChangeTracker, open_tracker
+from services.scanner.live.volume import LiveFigures, LiveVolume, SharedInodes
 from services.scanner.walk import walk_volume
 from tests.support.tmpfs import tmpfs_volumes
 from tests.support.trees import du_bytes
