@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench.common import CouldNotMeasure, Report, Row, median, run
 from services.scanner.live.changes import TrackerUnavailable, open_tracker
-from services.scanner.live.volume import LiveFigures, LiveVolume, SharedInodes
+from services.scanner.live.volume import LiveVolume, SharedInodes, walked_figures
 from services.scanner.walk import walk_volume
 
 RESCAN_PERIOD_SECONDS = 60.0  # kubelet's and cAdvisor's du interval
@@ -92,15 +92,8 @@ def follower(volumes_dir: str, datas: list[str], pipe: Connection) -> None:
             volume.rebuild()
         else:
             volume.refresh(changes.entries.get(name, {}))
-    exact = all(live[Path(d).parent.name].figures() == walked(d) for d in datas)
+    exact = all(live[Path(d).parent.name].figures() == walked_figures(d) for d in datas)
     pipe.send((cpu, grown, directories, exact))
-
-
-def walked(path: str) -> LiveFigures:
-    outcome = walk_volume(path)
-    return LiveFigures(
-        outcome.total_size, outcome.disk_usage, outcome.file_count, outcome.directory_count
-    )
 
 
 def writer(datas: list[str], files: int, rate: float, seconds: float) -> int:

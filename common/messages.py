@@ -20,6 +20,17 @@ Scan jobs (Paranoid Pirate), scanner worker DEALER <-> gateway ROUTER:
     gateway -> worker   ScanAck          after the outcome is stored
     A worker's bus heartbeats run on a clock of their own, whatever its walk is doing; a
     walk that stops moving is ended with SCAN_TIMEOUT and reported in `stuck`.
+
+Live sizes (issue 13), the scanner's tracker DEALER <-> the same gateway ROUTER:
+    tracker -> gateway  LiveStatus  every interval (its clock): mode, counts, its epoch and
+                        the `seq` of its latest LiveSizes
+    gateway -> tracker  LiveFollow  the volumes to follow (the whole set, small), sent when
+                        it changes and whenever the tracker's status shows an older one;
+                        `resend` asks for every figure again (a gap in `seq`, a restart),
+                        `resync` names volumes to read again in full (a walk disagreed)
+    tracker -> gateway  LiveSizes   changed figures, coalesced, with `seq` one more than the
+                        one before under the same `epoch`; a gateway that sees a gap asks
+                        for a resend, so a lost message never leaves a figure wrong
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 SCHEMA_VERSION = 1
 
 ScanMethod = Literal["native", "du"]
+# Where a stored result's figures came from: a scan job's method, or the live tracker.
+ResultMethod = Literal["native", "du", "live"]
 ScanErrorCode = Literal[
     "VOLUME_NOT_FOUND",
     "SCAN_PERMISSION_ERROR",
@@ -90,7 +103,7 @@ class ScanResultData(BaseModel):
     largest_file: int
     skipped: int
     scanned_at: datetime
-    method: ScanMethod
+    method: ResultMethod
     duration: int = Field(description="nanoseconds")
     filesystem_type: str
     tree_available: bool = Field(False, description="a directory tree was kept (native)")
@@ -251,6 +264,67 @@ class ScanAck(_Message):
     scan_id: str
 
 
+# --- live sizes (scanner tracker <-> gateway) ------------------------------------------
+
+LiveMode = Literal["filesystem", "unavailable", "starting"]
+
+
+class LiveTarget(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    volume_id: str
+    mountpoint: str
+
+
+class LiveFollow(_Message):
+    kind: Literal["live_follow"] = "live_follow"
+    version: int  # of the gateway's follow set; the tracker's status echoes it
+    volumes_dir: str | None
+    volumes: tuple[LiveTarget, ...]
+    resend: bool = False
+    resync: tuple[str, ...] = ()
+
+
+class LiveSize(BaseModel):
+    """A followed volume's figures, exact as of `updated_at`; `stale` while they are not
+    (events were lost: it is being read again)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    volume_id: str
+    total_size: int
+    disk_usage: int
+    file_count: int
+    directory_count: int
+    updated_at: datetime
+    stale: bool = False
+
+
+class LiveSizes(_Message):
+    kind: Literal["live_sizes"] = "live_sizes"
+    tracker_id: str
+    epoch: str
+    seq: int
+    sizes: tuple[LiveSize, ...] = ()
+    unfollowed: tuple[str, ...] = ()  # volumes it stopped following (figures from walks)
+
+
+class LiveStatus(_Message):
+    kind: Literal["live_status"] = "live_status"
+    tracker_id: str
+    epoch: str
+    seq: int  # of its latest LiveSizes
+    follow_version: int  # of the LiveFollow it has applied; -1 before the first
+    mode: LiveMode
+    reason: str | None = None  # why it is unavailable
+    followed: int = 0  # volumes whose figures are live
+    pending: int = 0  # volumes waiting for their first read (or a read again)
+    not_followable: int = 0  # volumes it cannot follow (another filesystem): walks only
+    events_per_second: float = 0.0
+    events_total: int = 0
+    resyncs_total: int = 0  # volumes read again because events were lost
+    bytes_per_directory: float = 0.0
+    directories: int = 0
+
+
 BusMessage = Annotated[
     StateSnapshot
     | StateDelta
@@ -261,7 +335,10 @@ BusMessage = Annotated[
     | ScanJob
     | ScanProgress
     | ScanFinished
-    | ScanAck,
+    | ScanAck
+    | LiveFollow
+    | LiveSizes
+    | LiveStatus,
     Field(discriminator="kind"),
 ]
 

@@ -10,7 +10,7 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -140,6 +140,17 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("VV_SCAN_ROOTS")
     )
     tree_min_share: float = Field(0.001, ge=0, le=1, validation_alias=_env("VV_TREE_MIN_SHARE"))
+
+    # --- live sizes (issue 13)
+    live_sizes: Literal["auto", "off"] = Field("auto", validation_alias=_env("VV_LIVE_SIZES"))
+    live_history_interval_seconds: float = Field(
+        600.0, gt=0, validation_alias=_env("VV_LIVE_HISTORY_INTERVAL")
+    )
+    # A followed volume's scheduled walk: the safety net, not the source of its figures.
+    live_walk_interval_seconds: float = Field(
+        86400.0, gt=0, validation_alias=_env("VV_LIVE_WALK_INTERVAL")
+    )
+    live_flush_seconds: float = Field(0.2, gt=0, le=1, validation_alias=_env("VV_LIVE_FLUSH"))
 
     # --- schedules, history, dashboard
     scan_interval_seconds: float = Field(3600.0, ge=0, validation_alias=_env("VV_SCAN_INTERVAL"))

@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.scanner.live.changes import ChangeTracker, open_tracker
-from services.scanner.live.volume import LiveFigures, LiveVolume, SharedInodes
-from services.scanner.walk import walk_volume
+from services.scanner.live.volume import LiveVolume, SharedInodes, walked_figures
 from tests.support.tmpfs import tmpfs_volumes
 from tests.support.trees import du_bytes
 
@@ -83,13 +82,6 @@ def followed(
             for volume in live.values():
                 volume.close()
             tracker.close()
-
-
-def walked(path: Path) -> LiveFigures:
-    outcome = walk_volume(str(path))
-    return LiveFigures(
-        outcome.total_size, outcome.disk_usage, outcome.file_count, outcome.directory_count
-    )
 
 
 def _entries(root: Path) -> tuple[list[Path], list[Path]]:
@@ -174,7 +166,7 @@ def test_live_figures_equal_a_fresh_walk_after_any_changes(
             followed.settle()
     followed.settle()
     for volume in VOLUMES:
-        assert followed.live[volume].figures() == walked(followed.data(volume)), volume
+        assert followed.live[volume].figures() == walked_figures(str(followed.data(volume))), volume
 
 
 def test_live_disk_usage_equals_du_after_a_burst(followed: Followed) -> None:
@@ -188,5 +180,5 @@ def test_live_disk_usage_equals_du_after_a_burst(followed: Followed) -> None:
     followed.settle()
     for volume in ("v1", "v2"):
         figures = followed.live[volume].figures()
-        assert figures == walked(followed.data(volume))
+        assert figures == walked_figures(str(followed.data(volume)))
         assert figures.disk_usage == du_bytes(followed.data(volume))

@@ -21,6 +21,7 @@ from services.gateway.history.filesystems import FilesystemProbe
 from services.gateway.history.points import History
 from services.gateway.http.rate_limit import ClientRateLimiter
 from services.gateway.http.session import SessionSigner
+from services.gateway.live.tracking import LiveTracking
 from services.gateway.metrics.collector import GatewayMetrics
 from services.gateway.readmodel.catalog import VolumeCatalog
 from services.gateway.readmodel.listing import ListingCache
@@ -69,7 +70,11 @@ class GatewayRuntime:
             if settings.api_token is not None
             else None
         )
-        self.scheduler = ScanScheduler(settings, self.catalog, self.scans, self.broker)
+        self.live = LiveTracking(settings, self.catalog, self.broker, self.store)
+        self.scans.finish_listeners.append(self.live.walk_finished)
+        self.scheduler = ScanScheduler(
+            settings, self.catalog, self.scans, self.broker, self.live.follows
+        )
         self.metrics = GatewayMetrics(self)
         self.scans.finish_listeners.append(self.metrics.scan_finished)
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,7 +83,9 @@ class GatewayRuntime:
         bus.ensure_runtime_dir(self.settings)
         if not self.store.is_open:
             await self.store.open()
-        self.catalog.load_results(await self.store.latest_results())
+        stored = await self.store.latest_results()
+        self.catalog.load_results(stored)
+        self.live.restore(stored)
         await self.scans.restore()
         self.hub.last_event_id = await self.store.last_event_id()
         if self.sessions is not None:
@@ -114,6 +121,7 @@ class GatewayRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.broker.stop_finishing()
         await self.scans.close()
+        await self.live.close()
         await self.history.close()
         self.filesystems.close()
         self.state.close()

@@ -19,7 +19,16 @@ from pydantic import ValidationError
 
 from common.bus import connect, term
 from common.curve import JOBS_LINK
-from common.messages import BusMessage, ScanFinished, ScanProgress, WorkerHeartbeat, decode, encode
+from common.messages import (
+    BusMessage,
+    LiveSizes,
+    LiveStatus,
+    ScanFinished,
+    ScanProgress,
+    WorkerHeartbeat,
+    decode,
+    encode,
+)
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,15 +37,20 @@ MAX_BACKOFF_SECONDS = 4.0
 SEND_HWM = 100  # a silent gateway must not make us queue without bound
 
 
-def new_worker_id() -> str:
-    """`host-pid-random`: readable in logs, unique per connection."""
-    return f"{socketlib.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+ScannerMessage = WorkerHeartbeat | ScanProgress | ScanFinished | LiveStatus | LiveSizes
+
+
+def new_worker_id(role: str = "") -> str:
+    """`[role-]host-pid-random`: readable in logs, unique per connection."""
+    prefix = f"{role}-" if role else ""
+    return f"{prefix}{socketlib.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class GatewayLink:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, role: str = "") -> None:
         self.settings = settings
-        self.worker_id = new_worker_id()
+        self._role = role
+        self.worker_id = new_worker_id(role)
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._socket: zmq.Socket[bytes] | None = None
         self._initial_backoff = min(1.0, settings.heartbeat_interval_seconds)
@@ -64,7 +78,7 @@ class GatewayLink:
         self._socket = connect(sock, self.settings.jobs_endpoint, self.settings, JOBS_LINK)
         self._last_heard = time.monotonic()  # a new connection gets a full liveness window
 
-    def send(self, message: WorkerHeartbeat | ScanProgress | ScanFinished) -> None:
+    def send(self, message: ScannerMessage) -> None:
         if self._socket is None:
             return  # closed: the gateway gets it again after the next start, if ever
         try:
@@ -129,7 +143,7 @@ class GatewayLink:
         old = self.worker_id
         assert self._socket is not None
         self._socket.close()
-        self.worker_id = new_worker_id()  # the gateway may still hold the old identity
+        self.worker_id = new_worker_id(self._role)  # the gateway may still hold the old identity
         self._connect()
         self._reconnect_at = None
         log.warning("reconnected to gateway old_worker_id=%s worker_id=%s", old, self.worker_id)

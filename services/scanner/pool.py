@@ -6,6 +6,10 @@ liveness timeout (SIGSTOPped, or stuck as a whole), is retired: it leaves its sl
 worker takes it, and the retired one finishes what it holds and exits by itself. A process
 stuck in the kernel cannot be killed, so retired workers are not waited for, only counted;
 past `scanner_workers` of them the oldest is sent SIGKILL.
+
+With `VV_LIVE_SIZES=auto` the pool also runs the live-size tracker (live/process.py) in a
+process of its own, restarted when it dies and killed (then restarted) when it falls
+silent: it walks nothing that can hang, so a silent one is stopped or stuck as a whole.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from types import FrameType
 
 from common.bus import ensure_runtime_dir
 from common.settings import Settings
+from services.scanner.live.process import run_tracker
 from services.scanner.supervision import ABANDONED, RETIRE
 from services.scanner.worker import run_worker
 
@@ -63,6 +68,8 @@ class ScannerPool:
         # One mark per worker that may be alive: the slots, and as many retired ones (past
         # that the oldest is killed); a spare pair for those killed but not yet reaped.
         self._board = self._mp.RawArray("b", 2 * settings.scanner_workers + 2)
+        self._tracker: _Member | None = None
+        self._tracker_restart_at = 0.0
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -134,6 +141,45 @@ class ScannerPool:
                 oldest.process.kill()  # it may still be stuck in the kernel: only counted
                 log.warning("too many retired workers, killed pid=%s", oldest.process.pid)
 
+    def _start_tracker(self) -> None:
+        ours, theirs = self._mp.Pipe(duplex=True)
+        process = self._mp.Process(
+            target=run_tracker, args=(self.settings, os.getpid(), theirs), name="scanner-tracker"
+        )
+        process.start()
+        theirs.close()
+        now = time.monotonic()
+        self._tracker = _Member(process, ours, now, now, None)
+        log.info("tracker process started pid=%s", process.pid)
+
+    def _supervise_tracker(self, now: float) -> None:
+        if self.settings.live_sizes == "off":
+            return
+        member = self._tracker
+        if member is not None:
+            self._read(member)
+            if member.process.is_alive():
+                if now - member.heard_at <= self._allowed_silence(member):
+                    return
+                log.warning("tracker silent, killing pid=%s", member.process.pid)
+                member.process.kill()
+                member.process.join(STOP_TIMEOUT_SECONDS)
+            else:
+                member.process.join()
+                log.warning(
+                    "tracker process died pid=%s exitcode=%s, restarting",
+                    member.process.pid,
+                    member.process.exitcode,
+                )
+            member.channel.close()
+            self._tracker = None
+            lived = now - member.started_at
+            self._tracker_restart_at = now + (
+                QUICK_DEATH_SECONDS if lived < QUICK_DEATH_SECONDS else 0
+            )
+        if now >= self._tracker_restart_at:
+            self._start_tracker()
+
     def _allowed_silence(self, member: _Member) -> float:
         liveness = self.settings.liveness_timeout_seconds
         return liveness if member.heard else max(liveness, STARTUP_GRACE_SECONDS)
@@ -178,6 +224,7 @@ class ScannerPool:
                 )
             if now >= self._restart_at[slot]:
                 self._start(slot)
+        self._supervise_tracker(now)
 
     def run(self) -> int:
         ensure_runtime_dir(self.settings)
@@ -190,6 +237,8 @@ class ScannerPool:
             while not self._stopping:
                 self._supervise()
                 members = [m for m in self._slots if m is not None]
+                if self._tracker is not None:
+                    members.append(self._tracker)
                 waitables: list[Connection | int] = [m.process.sentinel for m in members]
                 waitables += [m.channel for m in members]
                 waitables += [m.process.sentinel for m in self._retired]
@@ -201,6 +250,8 @@ class ScannerPool:
 
     def _stop_all(self) -> None:
         members = [m for m in self._slots if m is not None] + self._retired
+        if self._tracker is not None:
+            members.append(self._tracker)
         alive = [m.process for m in members if m.process.is_alive()]
         for process in alive:
             process.terminate()  # SIGTERM: the worker finishes its tick and closes its socket

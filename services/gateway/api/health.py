@@ -55,11 +55,17 @@ async def health_checks(state: GatewayRuntime) -> dict[str, dict[str, Any]]:
             None if watcher_age is None else round(watcher_age, 3),
         ),
         "scanners": _scanners_check(state),
+        "live_sizes": _live_check(state),
         "database": _check(
             database_ok and state.store.write_problem is None,
             _database_message(state, database_ok),
         ),
     }
+
+
+def _live_check(state: GatewayRuntime) -> dict[str, Any]:
+    fine, message = state.live.summary()
+    return _check(True, message, degraded=not fine)
 
 
 def _database_message(state: GatewayRuntime, ok: bool) -> str:

@@ -11,7 +11,8 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from common.messages import ScanErrorCode, ScanMethod, ScanResultData
+from common.messages import ResultMethod, ScanErrorCode, ScanMethod, ScanResultData
+from services.gateway.api.live_models import LiveTrackingOut
 from services.gateway.readmodel.query import VolumeListQuery, needs_zone, rfc3339_text
 
 
@@ -51,8 +52,15 @@ class VolumeOut(BaseModel):
     disk_usage_bytes: int | None
     file_count: int | None
     last_scan_at: datetime | None
-    size_source: Literal["walk", "du"] | None = Field(
-        description="what measured the figures: the native walk, du, or nothing yet"
+    size_source: Literal["walk", "du", "live"] | None = Field(
+        description="what measured the figures: the native walk, du, the live tracker "
+        "(kept current from file-system events since a full read), or nothing yet"
+    )
+    size_updated_at: datetime | None = Field(
+        None, description="when the figures were last current (a walk's end, a live change)"
+    )
+    size_stale: bool = Field(
+        False, description="live figures that events were lost for: being read again"
     )
     attachments_count: int
     is_orphaned: bool
@@ -210,7 +218,7 @@ class HistoryPointOut(BaseModel):
     total_size: int
     disk_usage: int
     file_count: int
-    method: ScanMethod
+    method: ResultMethod
 
 
 class HistoryOut(BaseModel):
@@ -302,3 +310,7 @@ class SchedulerOut(BaseModel):
         description="workers left behind in a walk that stopped moving; not pool slots"
     )
     schedule: list[ScheduleEntryOut]
+    live_interval_seconds: float = Field(
+        description="how often a volume the live tracker follows is still walked"
+    )
+    live: LiveTrackingOut

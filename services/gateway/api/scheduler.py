@@ -17,7 +17,8 @@ blueprint = Blueprint("scheduler", __name__, url_prefix="/api/v1")
 @blueprint.get("/scheduler")
 @validate_response(SchedulerOut, 200)
 async def scheduler_status() -> dict[str, Any]:
-    return runtime().scheduler.status()
+    state = runtime()
+    return {**state.scheduler.status(), "live": state.live.as_json()}
 
 
 @blueprint.post("/scans/all")

@@ -72,25 +72,61 @@ class RuntimeCollector:
         yield _gauge("websocket_clients", "Connected WebSocket clients", len(state.hub.clients))
         yield self._heartbeats()
         yield self._listing_answers()
+        yield from self._live()
+
+    def _live(self) -> Iterable[Metric]:
+        live = self.state.live.as_json()
+        yield _gauge(
+            "live_active", "1 while the live tracker follows the filesystem", live["active"]
+        )
+        yield _gauge(
+            "live_followed_volumes", "Volumes whose figures are live", live["followed_volumes"]
+        )
+        yield _gauge(
+            "live_events_per_second", "File-system events, last 10 s", live["events_per_second"]
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_live_events",
+            "File-system events the tracker read",
+            value=live["events_total"],
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_live_resyncs",
+            "Volumes read again because events were lost",
+            value=live["lost_event_resyncs"],
+        )
 
     def _volumes(self) -> Iterable[Metric]:
         families = {
-            "size": _family("volume_size_bytes", "Apparent size (total_size) of the last scan"),
-            "usage": _family("volume_disk_usage_bytes", "Allocated bytes (disk_usage), last scan"),
-            "files": _family("volume_files", "Non-directory entries (file_count), last scan"),
+            "size": _family(
+                "volume_size_bytes", "Apparent size (total_size): live figures, else the last scan"
+            ),
+            "usage": _family("volume_disk_usage_bytes", "Allocated bytes (disk_usage), likewise"),
+            "files": _family("volume_files", "Non-directory entries (file_count), likewise"),
+            "updated": _family(
+                "volume_size_updated_timestamp_seconds", "When those figures were current"
+            ),
             "when": _family(
                 "volume_last_scan_timestamp_seconds", "When the last scan finished (Unix time)"
             ),
         }
         views = self.state.catalog.views()
         for view in views:
+            labels = [view.record.name, view.record.driver]
+            figures = view.live if view.json["size_source"] == "live" else None
+            if figures is not None:
+                families["updated"].add_metric(labels, figures.updated_at.timestamp())
+                families["size"].add_metric(labels, figures.total_size)
+                families["usage"].add_metric(labels, figures.disk_usage)
+                families["files"].add_metric(labels, figures.file_count)
             result = view.result
             if result is None:
                 continue
-            labels = [view.record.name, view.record.driver]
-            families["size"].add_metric(labels, result.total_size)
-            families["usage"].add_metric(labels, result.disk_usage)
-            families["files"].add_metric(labels, result.file_count)
+            if figures is None:
+                families["updated"].add_metric(labels, result.scanned_at.timestamp())
+                families["size"].add_metric(labels, result.total_size)
+                families["usage"].add_metric(labels, result.disk_usage)
+                families["files"].add_metric(labels, result.file_count)
             families["when"].add_metric(labels, result.scanned_at.timestamp())
         yield _gauge("volumes", "Volumes the engine lists", len(views))
         yield from families.values()

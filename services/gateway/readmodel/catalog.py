@@ -1,4 +1,5 @@
-"""The read model: the watcher's volume set merged with the latest stored scan results.
+"""The read model: the watcher's volume set merged with the latest stored scan results
+and the live tracker's figures (issue 13): a volume shows whichever is newer.
 
 Volume objects are built once per change, not per request, so listing stays cheap.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from common.messages import ScanResultData, VolumeRecord
+from common.messages import LiveSize, ScanResultData, VolumeRecord
 
 _ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
 # Volumes that infrastructure creates for itself rather than a user's application.
@@ -44,15 +45,28 @@ class VolumeView:
     """One volume as the API shows it, with the values listing sorts and filters on."""
 
     record: VolumeRecord
-    result: ScanResultData | None
+    result: ScanResultData | None  # the latest scan's (a walk or du)
+    live: LiveSize | None
     json: dict[str, Any]
     is_system: bool
     search_text: str  # lower-cased name, label keys and values, for `q`
 
     @classmethod
-    def build(cls, record: VolumeRecord, result: ScanResultData | None) -> VolumeView:
+    def build(
+        cls, record: VolumeRecord, result: ScanResultData | None, live: LiveSize | None = None
+    ) -> VolumeView:
         attachments = len(record.attachments)
         system = is_system_volume(record)
+        figures: ScanResultData | LiveSize | None = result
+        if live is not None and (result is None or live.updated_at >= result.scanned_at):
+            figures = live
+        updated_at = (
+            figures.updated_at
+            if isinstance(figures, LiveSize)
+            else figures.scanned_at
+            if figures is not None
+            else None
+        )
         body: dict[str, Any] = {
             "id": record.name,
             "volume_id": record.name,
@@ -63,14 +77,14 @@ class VolumeView:
             "scope": record.scope,
             "labels": dict(record.labels),
             "options": dict(record.options),
-            "size_bytes": result.total_size if result else None,
-            "disk_usage_bytes": result.disk_usage if result else None,
-            "file_count": result.file_count if result else None,
+            "size_bytes": figures.total_size if figures else None,
+            "disk_usage_bytes": figures.disk_usage if figures else None,
+            "file_count": figures.file_count if figures else None,
             "last_scan_at": rfc3339(result.scanned_at) if result else None,
-            # Where the figures come from: a walk (native), du, or nothing yet.
-            "size_source": (
-                {"native": "walk"}.get(result.method, result.method) if result else None
-            ),
+            # Where the figures come from: a walk (native), du, the tracker, or nothing yet.
+            "size_source": _source(figures),
+            "size_updated_at": rfc3339(updated_at) if updated_at else None,
+            "size_stale": isinstance(figures, LiveSize) and figures.stale,
             "attachments_count": attachments,
             "is_orphaned": attachments == 0,
             "is_system": system,
@@ -78,7 +92,7 @@ class VolumeView:
             "status": "active",
         }
         words = [record.name, *record.labels.keys(), *record.labels.values()]
-        return cls(record, result, body, system, "\n".join(words).lower())
+        return cls(record, result, live, body, system, "\n".join(words).lower())
 
     def sort_value(self, field: str) -> Any:
         if field == "created_at":
@@ -92,6 +106,26 @@ class VolumeView:
         body["attachments"] = [item.model_dump() for item in self.record.attachments]
         body["last_scan"] = result_json(self.result, cache_hit=True) if self.result else None
         return body
+
+
+def _source(figures: ScanResultData | LiveSize | None) -> str | None:
+    if figures is None:
+        return None
+    if isinstance(figures, LiveSize):
+        return "live"
+    return {"native": "walk"}.get(figures.method, figures.method)
+
+
+def live_size(result: ScanResultData) -> LiveSize:
+    """A stored live point, as the figures it recorded."""
+    return LiveSize(
+        volume_id=result.volume_id,
+        total_size=result.total_size,
+        disk_usage=result.disk_usage,
+        file_count=result.file_count,
+        directory_count=result.directory_count,
+        updated_at=result.scanned_at,
+    )
 
 
 ChangeListener = Callable[[], None]
@@ -110,6 +144,7 @@ class VolumeCatalog:
     def __init__(self) -> None:
         self._records: dict[str, VolumeRecord] = {}
         self._results: dict[str, ScanResultData] = {}
+        self._live: dict[str, LiveSize] = {}
         self._views: dict[str, VolumeView] = {}
         self._ordered: list[VolumeView] = []
         self._listeners: list[ChangeListener] = []
@@ -117,6 +152,7 @@ class VolumeCatalog:
         self.has_state = False
         self.engine_volumes_dir: str | None = None  # last the watcher reported; for scans
         self.version = 0  # bumped on every visible change (caches key on it)
+        self.records_version = 0  # bumped when the watcher's records change
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -158,6 +194,7 @@ class VolumeCatalog:
         for name in gone:
             del self._records[name]
             self._results.pop(name, None)  # a removed volume's result leaves memory
+            self._live.pop(name, None)
             self._drop_view(name)
         added: set[str] = set()
         changed = bool(gone)
@@ -168,10 +205,11 @@ class VolumeCatalog:
             if old is None:
                 added.add(record.name)
             self._records[record.name] = record
-            self._put_view(VolumeView.build(record, self._results.get(record.name)))
+            self._put_view(self._build(record))
             changed = True
         if not changed:
             return False
+        self.records_version += 1
         self._changed(reorder=False)
         if added or gone:
             for listener in self._membership_listeners:
@@ -189,7 +227,9 @@ class VolumeCatalog:
         removed = frozenset(known - incoming.keys())
         for name in removed:
             self._results.pop(name, None)  # a removed volume's result leaves memory
+            self._live.pop(name, None)
         self._records = incoming
+        self.records_version += 1
         self._views = {name: self._reuse_or_build(record) for name, record in incoming.items()}
         self._changed()
         if added or removed:
@@ -199,10 +239,13 @@ class VolumeCatalog:
 
     def _reuse_or_build(self, record: VolumeRecord) -> VolumeView:
         old = self._views.get(record.name)
-        result = self._results.get(record.name)
-        if old is not None and old.record == record and old.result == result:
+        result, live = self._results.get(record.name), self._live.get(record.name)
+        if old is not None and old.record == record and old.result == result and old.live == live:
             return old
-        return VolumeView.build(record, result)
+        return VolumeView.build(record, result, live)
+
+    def _build(self, record: VolumeRecord) -> VolumeView:
+        return VolumeView.build(record, self._results.get(record.name), self._live.get(record.name))
 
     def set_result(self, result: ScanResultData) -> None:
         current = self._results.get(result.volume_id)
@@ -211,13 +254,34 @@ class VolumeCatalog:
         if self.has_state and result.volume_id not in self._records:
             return  # removed while it was scanned: stored, but not held in memory
         self._results[result.volume_id] = result
-        record = self._records.get(result.volume_id)
+        self._rebuild_view(result.volume_id)
+
+    def set_live(self, size: LiveSize) -> None:
+        """The tracker's figures of a volume it follows."""
+        if size.volume_id not in self._records or self._live.get(size.volume_id) == size:
+            return
+        self._live[size.volume_id] = size
+        self._rebuild_view(size.volume_id)
+
+    def drop_live(self, volume_id: str) -> None:
+        """The tracker no longer follows it: its figures come from scans again."""
+        if self._live.pop(volume_id, None) is not None:
+            self._rebuild_view(volume_id)
+
+    def _rebuild_view(self, volume_id: str) -> None:
+        record = self._records.get(volume_id)
         if record is not None:
-            self._put_view(VolumeView.build(record, result))
+            self._put_view(self._build(record))
             self._changed(reorder=False)
 
     def load_results(self, results: list[ScanResultData]) -> None:
+        """Stored results at start: scans' and live points, the latest of each kind."""
         for result in results:
+            if result.method == "live":
+                live = self._live.get(result.volume_id)
+                if live is None or live.updated_at <= result.scanned_at:
+                    self._live[result.volume_id] = live_size(result)
+                continue
             current = self._results.get(result.volume_id)
             if current is None or current.scanned_at <= result.scanned_at:
                 self._results[result.volume_id] = result
@@ -226,7 +290,11 @@ class VolumeCatalog:
         return self._views.get(volume_id)
 
     def latest_result(self, volume_id: str) -> ScanResultData | None:
+        """The latest scan's result (live figures are not scans: `live`)."""
         return self._results.get(volume_id)
+
+    def live(self, volume_id: str) -> LiveSize | None:
+        return self._live.get(volume_id)
 
     def result_count(self) -> int:
         """Results held in memory: one per volume the engine has (and was scanned)."""

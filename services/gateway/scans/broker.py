@@ -3,6 +3,8 @@
 A ROUTER hands each job to exactly one worker, and only to a worker that said it is ready
 (idle, and the host's load allows). Heartbeats go both ways; a worker silent for
 `liveness_timeout_seconds` is dead and its job is reported lost, so it can go elsewhere.
+The scanner's live-size tracker shares the socket: its messages go to the live listener
+(services/gateway/live/), and it is heartbeaten and timed out like a worker.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from common import bus
 from common.curve import JOBS_LINK
 from common.messages import (
     GatewayHeartbeat,
+    LiveFollow,
+    LiveSizes,
+    LiveStatus,
     ScanAck,
     ScanFinished,
     ScanJob,
@@ -43,6 +48,12 @@ class BrokerListener(Protocol):
     async def finished(self, message: ScanFinished) -> bool: ...
     def job_lost(self, scan_id: str, worker_id: str, worker_died: bool) -> None: ...
     def job_claimed(self, scan_id: str, worker_id: str) -> None: ...
+
+
+class LiveListener(Protocol):
+    def status(self, identity: bytes, message: LiveStatus) -> None: ...
+    def sizes(self, identity: bytes, message: LiveSizes) -> None: ...
+    def tracker_lost(self, identity: bytes) -> None: ...
 
 
 @dataclass(slots=True)
@@ -68,6 +79,8 @@ class ScanBroker:
         self.instance = instance
         self.workers: dict[bytes, WorkerInfo] = {}
         self.listener: BrokerListener | None = None
+        self.live_listener: LiveListener | None = None
+        self.trackers: dict[bytes, float] = {}  # identity -> last heard (monotonic)
         self._socket = context.socket(zmq.ROUTER)
         self._finishing: set[str] = set()  # scan ids whose outcome is being stored
         self._finish_tasks: set[asyncio.Task[None]] = set()
@@ -116,6 +129,10 @@ class ScanBroker:
             job.attempt,
         )
 
+    async def send_live(self, identity: bytes, message: LiveFollow) -> None:
+        with contextlib.suppress(zmq.ZMQError):  # gone: its liveness says so
+            await self._socket.send_multipart([identity, encode(message)], zmq.NOBLOCK)
+
     # --- protocol ---------------------------------------------------------------------
 
     def _listener(self) -> BrokerListener:
@@ -133,6 +150,9 @@ class ScanBroker:
                 message = decode(payload)
             except ValidationError as error:
                 log.warning("dropped invalid worker message error=%s", error.errors()[:1])
+                continue
+            if isinstance(message, LiveStatus | LiveSizes):
+                self._on_live(identity, message)
                 continue
             worker = self.workers.get(identity)
             now = time.monotonic()
@@ -157,6 +177,18 @@ class ScanBroker:
                 self._spawn_finish(worker, message)
             else:
                 log.warning("dropped unexpected kind=%s worker=%s", message.kind, worker.worker_id)
+
+    def _on_live(self, identity: bytes, message: LiveStatus | LiveSizes) -> None:
+        if identity not in self.trackers:
+            log.info("tracker joined tracker=%s", message.tracker_id)
+        self.trackers[identity] = time.monotonic()
+        listener = self.live_listener
+        if listener is None:
+            return
+        if isinstance(message, LiveStatus):
+            listener.status(identity, message)
+        else:
+            listener.sizes(identity, message)
 
     def _on_heartbeat(self, worker: WorkerInfo, beat: WorkerHeartbeat) -> None:
         worker.throttled = beat.throttled
@@ -231,6 +263,15 @@ class ScanBroker:
                         self._listener().job_lost(lost, worker.worker_id, worker_died=True)
                     continue
                 # A gone or full pipe is fine: liveness notices a dead worker.
+                with contextlib.suppress(zmq.ZMQError):
+                    await self._socket.send_multipart([identity, beat], zmq.NOBLOCK)
+            for identity, heard in list(self.trackers.items()):
+                if now - heard > self.settings.liveness_timeout_seconds:
+                    del self.trackers[identity]
+                    log.warning("tracker lost tracker=%s", identity.decode("utf-8", "replace"))
+                    if self.live_listener is not None:
+                        self.live_listener.tracker_lost(identity)
+                    continue
                 with contextlib.suppress(zmq.ZMQError):
                     await self._socket.send_multipart([identity, beat], zmq.NOBLOCK)
             await asyncio.sleep(self.settings.heartbeat_interval_seconds)

@@ -8,6 +8,9 @@ retried on every tick, and the steady state is one scan per interval. A volume n
 is due soon after it is first seen (a random delay of up to 30 s, or the interval if
 shorter, so many new volumes do not arrive at once).
 
+A volume the live tracker follows (services/gateway/live/) has exact figures already: its
+walks come every `live_walk_interval_seconds` instead (the safety net, and its tree).
+
 Every tick the scheduler queues the volumes that are due, earliest first, through
 `ScanCoordinator.request` (so joins, the load throttle and persistence apply), and keeps at
 most `scanner_workers` of its own jobs open: it never floods the queue.
@@ -21,6 +24,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -72,8 +76,11 @@ class ScanScheduler:
         catalog: VolumeCatalog,
         scans: ScanCoordinator,
         broker: ScanBroker,
+        follows_live: Callable[[str], bool] = lambda volume_id: False,
     ) -> None:
         self.interval = settings.scan_interval_seconds
+        self.live_interval = settings.live_walk_interval_seconds
+        self._follows_live = follows_live
         self.tick_seconds = settings.scheduler_tick_seconds
         self.max_pending = settings.scanner_workers
         self.catalog = catalog
@@ -97,7 +104,8 @@ class ScanScheduler:
         moments = [self._attempted.get(name), latest.scanned_at.timestamp() if latest else None]
         last = max((moment for moment in moments if moment is not None), default=None)
         if last is not None:
-            return next_due(name, last, self.interval)
+            interval = self.live_interval if self._follows_live(name) else self.interval
+            return next_due(name, last, interval)
         if name not in self._first_due:
             delay = random.uniform(0, min(self.interval, NEW_VOLUME_DELAY_MAX_SECONDS))
             self._first_due[name] = now + delay
@@ -210,6 +218,7 @@ class ScanScheduler:
         return {
             "enabled": self.enabled,
             "interval_seconds": self.interval,
+            "live_interval_seconds": self.live_interval,
             "tick_seconds": self.tick_seconds,
             "queue_depth": self.scans.queue_depth(),
             "workers_alive": self.broker.alive_count(),

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from services.gateway.storage.trees import StoredTree
 # Terminal events kept for clients that resume a WebSocket after a reconnect.
 EVENT_REPLAY_LIMIT = 10_000
 EVENT_TRIM_EVERY = 100  # events beyond the replay window are deleted this often
+LIVE_POINT_PREFIX = "live-"  # the scan_id of a live history point (no job behind it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +198,31 @@ class Store:
     # --- results ------------------------------------------------------------------
 
     async def latest_results(self) -> list[ScanResultData]:
-        query = """
+        """Each volume's latest scan result, and its latest live point (LIVE_POINT_PREFIX)."""
+        query = f"""
             SELECT result_json FROM scan_results AS r
             WHERE scanned_at = (
                 SELECT MAX(scanned_at) FROM scan_results WHERE volume_id = r.volume_id
+                AND (scan_id LIKE '{LIVE_POINT_PREFIX}%') = (r.scan_id LIKE '{LIVE_POINT_PREFIX}%')
             )
         """
         async with self.db.execute(query) as cursor:
             rows = await cursor.fetchall()
         return [ScanResultData.model_validate_json(row[0]) for row in rows]
+
+    async def add_live_point(self, result: ScanResultData) -> None:
+        """A point of the live figures' history: a result row without a job."""
+        async with self.writing() as db:
+            await db.execute(
+                "INSERT INTO scan_results (scan_id, volume_id, scanned_at, result_json)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    f"{LIVE_POINT_PREFIX}{uuid.uuid4().hex}",
+                    result.volume_id,
+                    utc_text(result.scanned_at),
+                    result.model_dump_json(),
+                ),
+            )
 
     async def count_results(self) -> int:
         async with self.db.execute("SELECT COUNT(*) FROM scan_results") as cursor:

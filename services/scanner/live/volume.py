@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 WHOLE_DIRECTORY = "."  # the tracker's name for an event on a directory itself
+READ_STEP_DIRECTORIES = 256  # a full read hands control back this often (reading())
 
 
 @dataclass(slots=True)
@@ -84,9 +85,12 @@ class LiveFigures:
 
 
 class LiveVolume:
-    def __init__(self, root_fd: int, shared: SharedInodes | None = None) -> None:
+    def __init__(
+        self, root_fd: int, shared: SharedInodes | None = None, *, read: bool = True
+    ) -> None:
         """`root_fd`: the volume's data directory, opened confined (confine.py); kept.
-        `shared`: the multi-link files of every live volume on the same filesystem."""
+        `shared`: the multi-link files of every live volume on the same filesystem.
+        `read`: read it in full now; else the caller drives `reading()`."""
         self._root_fd = root_fd
         self._dev = os.fstat(root_fd).st_dev
         self._shared = shared if shared is not None else SharedInodes()
@@ -95,8 +99,14 @@ class LiveVolume:
         self._links: dict[int, set[tuple[str, str]]] = {}
         # Our single-link files: st_ino -> (directory, name), to find one that gains a link.
         self._singles: dict[int, tuple[str, str]] = {}
+        # Running totals of what `_dirs` holds (multi-link files aside: `_shared` has them),
+        # so figures cost the links, not the directories.
+        self._apparent = 0
+        self._disk = 0  # directories' own blocks and single-link files' blocks
+        self._files = 0
         self._shared.volumes.append(self)
-        self.rebuild()
+        if read:
+            self.rebuild()
 
     def close(self) -> None:
         self._shared.volumes.remove(self)
@@ -107,22 +117,32 @@ class LiveVolume:
 
     def rebuild(self) -> None:
         """Read everything again (after lost events, or to start)."""
+        for _ in self.reading():
+            pass
+
+    def reading(self) -> Iterator[None]:
+        """Forget everything and read it again, yielding every READ_STEP_DIRECTORIES
+        directories so the caller can keep its clock (heartbeats, other volumes' events)."""
         for ino in self._links:
             self._shared.release(ino)
         self._dirs.clear()
         self._links.clear()
         self._singles.clear()
-        self._read_subtree("")
+        self._apparent = self._disk = self._files = 0
+        yield from self._read_steps("")
 
     def figures(self) -> LiveFigures:
-        dirs = self._dirs.values()
         linked = [self._shared.figures[ino] for ino in self._links]
         return LiveFigures(
-            total_size=sum(d.apparent for d in dirs) + sum(size for size, _ in linked),
-            disk_usage=sum(d.blocks + d.disk for d in dirs) + sum(disk for _, disk in linked),
-            file_count=sum(d.files for d in dirs),
+            total_size=self._apparent + sum(size for size, _ in linked),
+            disk_usage=self._disk + sum(disk for _, disk in linked),
+            file_count=self._files,
             directory_count=len(self._dirs) - 1,  # below the root
         )
+
+    def has_links(self) -> bool:
+        """It holds multi-link files: a change in another volume may change its figures."""
+        return bool(self._links)
 
     def directories(self) -> int:
         """Directories followed: what the memory kept is proportional to."""
@@ -164,8 +184,16 @@ class LiveVolume:
         return fd
 
     def _read_subtree(self, relative: str) -> None:
+        for _ in self._read_steps(relative):
+            pass
+
+    def _read_steps(self, relative: str) -> Iterator[None]:
         pending = [relative]
+        read = 0
         while pending:
+            read += 1
+            if read % READ_STEP_DIRECTORIES == 0:
+                yield
             current = pending.pop()
             fd = self._open(current)
             if fd is None:
@@ -174,7 +202,10 @@ class LiveVolume:
                 info = os.fstat(fd)
                 if info.st_dev != self._dev:
                     continue
+                if current in self._dirs:
+                    self._drop_subtree(current)  # read again whole: what it held goes first
                 self._dirs[current] = _Dir(blocks=info.st_blocks * 512)
+                self._disk += info.st_blocks * 512
                 for name in os.listdir(fd):
                     self._look(current, fd, name, read_new_subdirs=False)
             finally:
@@ -218,6 +249,7 @@ class LiveVolume:
         with the inode number we had (ext4 and XFS give a freed number out again at once)."""
         info = os.fstat(fd)
         directory = self._dirs[relative]
+        self._disk += info.st_blocks * 512 - directory.blocks
         directory.blocks = info.st_blocks * 512  # it grows as entries come
         for name in names:
             st = _lstat(fd, name)
@@ -251,12 +283,16 @@ class LiveVolume:
                 self._read_subtree(_join(relative, name))
         elif st.st_nlink > 1:
             directory.links[name] = st.st_ino
+            self._files += 1
             self._add_link(relative, name, st)
         else:
             size, disk = st.st_size, st.st_blocks * 512
             directory.singles[name] = (st.st_ino, size, disk)
             directory.apparent += size
             directory.disk += disk
+            self._apparent += size
+            self._disk += disk
+            self._files += 1
             self._singles[st.st_ino] = (relative, name)
 
     def _forget(self, relative: str, name: str) -> None:
@@ -267,10 +303,14 @@ class LiveVolume:
             ino, size, disk = single
             directory.apparent -= size
             directory.disk -= disk
+            self._apparent -= size
+            self._disk -= disk
+            self._files -= 1
             if self._singles.get(ino) == (relative, name):
                 del self._singles[ino]
         linked = directory.links.pop(name, None)
         if linked is not None:
+            self._files -= 1
             self._drop_link(relative, name, linked)
         if directory.subdirs.pop(name, None) is not None:
             self._drop_subtree(_join(relative, name))
@@ -282,6 +322,9 @@ class LiveVolume:
             gone = self._dirs.pop(current, None)
             if gone is None:
                 continue
+            self._apparent -= gone.apparent
+            self._disk -= gone.blocks + gone.disk
+            self._files -= gone.files
             for name, ino in gone.links.items():
                 self._drop_link(current, name, ino)
             for name, (ino, _, _) in gone.singles.items():
@@ -309,6 +352,17 @@ class LiveVolume:
         if not links:
             del self._links[ino]
             self._shared.release(ino)
+
+
+def walked_figures(path: str) -> LiveFigures:
+    """What a fresh full walk of `path` reports, in the same shape: the figures a live
+    volume must equal once its changes are applied (tests and benchmarks check it)."""
+    from services.scanner.walk import walk_volume  # only checks need the walk
+
+    outcome = walk_volume(path)
+    return LiveFigures(
+        outcome.total_size, outcome.disk_usage, outcome.file_count, outcome.directory_count
+    )
 
 
 def _lstat(fd: int, name: str) -> os.stat_result | None:

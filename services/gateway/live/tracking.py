@@ -1,0 +1,241 @@
+"""The gateway's side of the live-size protocol (common/messages.py, "Live sizes").
+
+It tells the tracker which volumes exist (LiveFollow, at most once per tracker heartbeat,
+so a burst of created volumes costs one message, not one each), takes its figures into the
+read model, stores history points by LivePoints' rule, and keeps the tracker's state for
+/scheduler, health and metrics. Figures are absolute, so a lost LiveSizes costs nothing
+but a resend: a gap in `seq`, a new tracker, or a status ahead of what arrived asks for
+every figure again. A finished walk of a followed volume that disagrees with figures that
+did not change during it asks the tracker to read that volume again (the safety net).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from common.messages import (
+    LiveFollow,
+    LiveSize,
+    LiveSizes,
+    LiveStatus,
+    LiveTarget,
+    ScanResultData,
+)
+from common.settings import Settings
+from common.tasks import start_essential
+from services.gateway.live.points import LivePoints, point_of
+from services.gateway.readmodel.catalog import VolumeCatalog, live_size
+from services.gateway.scans.broker import ScanBroker
+from services.gateway.storage.store import JobRow, Store, StoreNotWritable
+
+log = logging.getLogger("gateway.live")
+
+
+class LiveTracking:
+    def __init__(
+        self, settings: Settings, catalog: VolumeCatalog, broker: ScanBroker, store: Store
+    ) -> None:
+        self.enabled = settings.live_sizes != "off"
+        self.catalog = catalog
+        self.store = store
+        self._broker = broker
+        self._liveness = settings.liveness_timeout_seconds
+        self.points = LivePoints(settings.live_history_interval_seconds)
+        self.last_status: LiveStatus | None = None
+        self._identity: bytes | None = None
+        self._heard_at = 0.0
+        self._epoch: str | None = None
+        self._seq = 0
+        self._follow: LiveFollow | None = None
+        self._follow_key: tuple[int, str | None] | None = None
+        self._resync: set[str] = set()
+        self.resends = 0  # figures asked again (gaps, new trackers)
+        self.lost = False  # a tracker was heard, then fell silent
+        self._tasks: set[asyncio.Task[None]] = set()
+        broker.live_listener = self
+        catalog.on_membership(self._membership)
+
+    def restore(self, stored: list[ScanResultData]) -> None:
+        """The latest stored results at start: the live points seed the history rule."""
+        for result in stored:
+            if result.method == "live":
+                self.points.seed(live_size(result))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- what others ask --------------------------------------------------------------
+
+    def active(self) -> bool:
+        """A tracker is heard and follows the filesystem."""
+        status = self.last_status
+        fresh = time.monotonic() - self._heard_at <= self._liveness
+        return status is not None and fresh and status.mode == "filesystem"
+
+    def follows(self, volume_id: str) -> bool:
+        """Its figures are live and exact now: scheduled walks are only the safety net."""
+        live = self.catalog.live(volume_id)
+        return self.active() and live is not None and not live.stale
+
+    def summary(self) -> tuple[bool, str]:
+        """(fine, one line) for health: a tracker that fell silent is not fine."""
+        state = self.as_json()
+        if state["active"]:
+            return True, (
+                f"active ({state['mode']}): {state['followed_volumes']} volumes followed, "
+                f"{state['pending_volumes']} waiting for a read, "
+                f"{state['events_per_second']} events/s, "
+                f"{state['lost_event_resyncs']} lost-event resyncs"
+            )
+        detail = f"not active ({state['mode']}: {state['reason']}); sizes come from walks"
+        return not self.lost, detail
+
+    def as_json(self) -> dict[str, Any]:
+        status = self.last_status
+        heard = status is not None and time.monotonic() - self._heard_at <= self._liveness
+        mode: str
+        reason: str | None
+        if not self.enabled:
+            mode, reason = "off", "VV_LIVE_SIZES=off"
+        elif status is None or not heard:
+            mode, reason = "no tracker", "no heartbeat from the scanner's tracker"
+        else:
+            mode, reason = status.mode, status.reason
+        return {
+            "enabled": self.enabled,
+            "active": self.active(),
+            "mode": mode,
+            "reason": reason,
+            "tracker_id": status.tracker_id if status is not None and heard else None,
+            "followed_volumes": status.followed if status is not None and heard else 0,
+            "pending_volumes": status.pending if status is not None and heard else 0,
+            "not_followable_volumes": status.not_followable if status is not None and heard else 0,
+            "events_per_second": status.events_per_second if status is not None and heard else 0.0,
+            "events_total": status.events_total if status is not None else 0,
+            "lost_event_resyncs": status.resyncs_total if status is not None else 0,
+            "directories": status.directories if status is not None else 0,
+            "bytes_per_directory": status.bytes_per_directory if status is not None else 0.0,
+            "resends": self.resends,
+        }
+
+    # --- the broker's listener --------------------------------------------------------
+
+    def status(self, identity: bytes, message: LiveStatus) -> None:
+        if self._identity != identity:
+            log.info(
+                "tracker heard tracker_id=%s mode=%s reason=%s",
+                message.tracker_id,
+                message.mode,
+                message.reason or "-",
+            )
+        self._identity, self.last_status, self._heard_at = identity, message, time.monotonic()
+        self.lost = False
+        lost = message.epoch != self._epoch or message.seq > self._seq
+        follow = self._current_follow()
+        if message.follow_version != follow.version or self._resync or lost:
+            if lost and message.seq > 0:
+                self._note_resend(message.tracker_id, "its status is ahead of what arrived")
+            self._send_follow(resend=lost and message.seq > 0)
+            if lost:
+                self._epoch, self._seq = message.epoch, message.seq
+
+    def sizes(self, identity: bytes, message: LiveSizes) -> None:
+        self._identity, self._heard_at = identity, time.monotonic()
+        expected = self._seq + 1 if message.epoch == self._epoch else 1
+        if message.seq != expected:
+            self._note_resend(message.tracker_id, f"seq {message.seq} after {self._seq}")
+            self._send_follow(resend=True)
+        self._epoch, self._seq = message.epoch, message.seq
+        for size in message.sizes:
+            self.catalog.set_live(size)
+            if self.points.due(size):
+                self.points.stored(size)  # before the write, so no second point races it
+                self._spawn(self._store_point(size))
+        for volume_id in message.unfollowed:
+            self.catalog.drop_live(volume_id)
+
+    def tracker_lost(self, identity: bytes) -> None:
+        if identity == self._identity:
+            log.warning("tracker lost: sizes come from scheduled walks until it is back")
+            self.last_status = None
+            self.lost = True
+
+    # --- the safety net ---------------------------------------------------------------
+
+    def walk_finished(self, row: JobRow) -> None:
+        """A coordinator finish listener: a walk that disagrees with unchanged live figures
+        means they went wrong (a change no event reported): the tracker reads it again."""
+        result, live = row.result, self.catalog.live(row.volume_id)
+        if result is None or live is None or live.stale or row.started_at is None:
+            return
+        if live.updated_at >= row.started_at:
+            return  # it changed while the walk ran: the two need not agree
+        walked = (result.total_size, result.disk_usage, result.file_count)
+        if walked == (live.total_size, live.disk_usage, live.file_count):
+            return
+        log.warning(
+            "walk disagrees with live figures, reading again volume_id=%s walk=%d live=%d",
+            row.volume_id,
+            result.total_size,
+            live.total_size,
+        )
+        self._resync.add(row.volume_id)
+        self._send_follow(resend=False)
+
+    # --- sending ----------------------------------------------------------------------
+
+    def _membership(self, added: frozenset[str], removed: frozenset[str]) -> None:
+        for volume_id in removed:
+            self.points.forget(volume_id)
+            self._resync.discard(volume_id)
+
+    def _current_follow(self) -> LiveFollow:
+        key = (self.catalog.records_version, self.catalog.engine_volumes_dir)
+        if self._follow is None or key != self._follow_key:
+            version = self._follow.version + 1 if self._follow is not None else 1
+            self._follow = LiveFollow(
+                version=version,
+                volumes_dir=self.catalog.engine_volumes_dir,
+                volumes=tuple(
+                    LiveTarget(volume_id=view.record.name, mountpoint=view.record.mountpoint)
+                    for view in self.catalog.views()
+                    if view.record.driver == "local"
+                ),
+            )
+            self._follow_key = key
+        return self._follow
+
+    def _send_follow(self, *, resend: bool) -> None:
+        if self._identity is None or not self.enabled:
+            return
+        follow = self._current_follow()
+        message = follow.model_copy(update={"resend": resend, "resync": tuple(self._resync)})
+        self._resync.clear()
+        self._spawn(self._broker.send_live(self._identity, message))
+
+    def _note_resend(self, tracker_id: str, why: str) -> None:
+        self.resends += 1
+        log.info("asking the tracker for every figure tracker_id=%s reason=%s", tracker_id, why)
+
+    async def _store_point(self, size: LiveSize) -> None:
+        result = self.catalog.latest_result(size.volume_id)
+        try:
+            await self.store.add_live_point(
+                point_of(size, result.filesystem_type if result else "")
+            )
+        except StoreNotWritable:
+            log.warning(
+                "live point not stored (database not writable) volume_id=%s", size.volume_id
+            )
+            self.points.forget(size.volume_id)  # the next figures try again
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = start_essential(coroutine, "live-step", runs_forever=False)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
