@@ -30,7 +30,7 @@ SIZES: dict[str, dict[str, str]] = {
         "api": "--volumes 10 --connections 2 --requests 20 --engine-requests 10 --rounds 1",
         "throttle": "--entries 2000 --queued 1 --hog-seconds 1.5",
         "idle": "--volumes 10 --clients 2 --rounds 1 --window 1",
-        "live": "--volumes 3 --files 50 --rates 50 --seconds 1 --rounds 1",
+        "live": "--volumes 3 --files 50 --rates 50 --seconds 1 --rounds 1 --latency-volumes 2",
     },
 }
 

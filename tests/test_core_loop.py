@@ -156,7 +156,7 @@ def test_health_reports_each_service(engine: PrivateEngine, stack: Stack) -> Non
         return body if body["status"] == "healthy" else {}
 
     body = wait_until(healthy, 15, message="never healthy")
-    assert set(body["checks"]) == {"docker", "watcher", "scanners", "database"}
+    assert set(body["checks"]) == {"docker", "watcher", "scanners", "database", "live_sizes"}
     assert all(check["status"] == "ok" for check in body["checks"].values())
     assert httpx.get(stack.base_url + "/api/v1/health/ready").status_code == 200
     assert httpx.get(stack.base_url + "/api/v1/health/live").status_code == 200

@@ -11,27 +11,45 @@ import os
 import shutil
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
+from hypothesis import HealthCheck, given, settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.scanner.live.volume import walked_figures
 from tests.support.api import health, start_services
 from tests.support.engine import PrivateEngine
+from tests.support.file_changes import Operation, apply_change, operations
 from tests.support.processes import Stack
 from tests.support.trees import du_bytes, engine_volume_sizes, mountpoint
 from tests.support.waiting import wait_until
 
 TEN_MB = 10 * 1000 * 1000
 SCANNER_ARGV = (sys.executable, "-m", "services.scanner")
+# Examples of the end-to-end property: each goes through the tracker, the bus and the API
+# (about a second); tests/test_live_volume.py runs hundreds in-process.
+EXAMPLES = 300 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 20
+PROPERTY_VOLUMES = ("vv-p1", "vv-p2", "vv-p3")
 
 
 def live_state(stack: Stack) -> dict[str, Any]:
     body: dict[str, Any] = httpx.get(f"{stack.base_url}/api/v1/scheduler").json()["live"]
     return body
+
+
+def scrape(stack: Stack) -> dict[tuple[str, str], float]:
+    """/metrics as {(sample name, its volume label or ""): value}."""
+    text = httpx.get(f"{stack.base_url}/metrics").text
+    return {
+        (sample.name, sample.labels.get("volume", "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def volume(stack: Stack, name: str) -> dict[str, Any]:
@@ -105,6 +123,9 @@ def test_written_bytes_reach_the_websocket_without_a_scan(
         shown = next(v for v in grown["data"] if v["name"] == "vv-grow")
         assert shown["size_source"] == "live" and shown["size_updated_at"].endswith("Z")
         assert shown["disk_usage_bytes"] == du_bytes(root)
+        metrics = scrape(stack)
+        assert metrics[("volumeviz_volume_size_bytes", "vv-grow")] == TEN_MB
+        assert metrics[("volumeviz_live_active", "")] == 1
 
         (root / "big").unlink()
         ws.recv_until(
@@ -195,3 +216,85 @@ def test_without_the_privilege_the_tracker_says_so_and_walks_measure(
     assert response.status_code == 200, response.text
     shown = volume(stack, "vv-nopriv")
     assert shown["size_source"] == "walk" and shown["size_bytes"] == 1234
+
+
+@dataclass
+class LiveVolumes:
+    stack: Stack
+    engine: PrivateEngine
+    roots: list[Path]
+
+
+@pytest.fixture
+def live_volumes(engine: PrivateEngine, stack: Stack) -> LiveVolumes:
+    for name in PROPERTY_VOLUMES:
+        engine.client.volumes.create(name)
+    start_live(stack, *PROPERTY_VOLUMES)
+    return LiveVolumes(stack, engine, [mountpoint(engine, name) for name in PROPERTY_VOLUMES])
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sequence=operations)
+def test_live_figures_equal_a_walk_du_and_the_engine_after_any_changes(
+    live_volumes: LiveVolumes, sequence: list[Operation]
+) -> None:
+    """Each example changes the volumes as they were left by the one before, then waits
+    for the gateway's figures to equal a fresh walk; they must equal du and the engine's."""
+    stack, roots = live_volumes.stack, live_volumes.roots
+    for serial, operation in enumerate(sequence):
+        apply_change(roots, operation, serial)
+    for name, root in zip(PROPERTY_VOLUMES, roots, strict=True):
+        exact = functools.partial(shows_walk, stack, name, root)
+        wait_until(exact, 15, message=f"{name}'s live figures never equalled a walk")
+    sizes = engine_volume_sizes(live_volumes.engine)
+    for name, root in zip(PROPERTY_VOLUMES, roots, strict=True):
+        shown = volume(stack, name)
+        assert shown["disk_usage_bytes"] == du_bytes(root), name
+        assert shown["size_bytes"] == sizes[name], name
+
+
+def test_a_killed_tracker_or_gateway_loses_no_change(engine: PrivateEngine, stack: Stack) -> None:
+    engine.client.volumes.create("vv-restarts")
+    root = mountpoint(engine, "vv-restarts")
+    start_live(stack, "vv-restarts")
+    first = tracker_process(stack)
+    first.kill()  # the pool starts another, which reads the volume again
+    (root / "while-no-tracker").write_bytes(b"t" * 3333)
+    wait_until(lambda: shows_walk(stack, "vv-restarts", root), 30, message="not exact again")
+    assert tracker_process(stack).pid != first.pid
+
+    stack["gateway"].terminate()
+    (root / "while-no-gateway").write_bytes(b"g" * 4444)  # followed, nobody to tell
+    stack["gateway"].start()
+    stack.wait_http_ready()
+    wait_until(lambda: shows_walk(stack, "vv-restarts", root), 30, message="lost while down")
+    assert volume(stack, "vv-restarts")["size_bytes"] == 3333 + 4444
+
+
+def history(stack: Stack, name: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{stack.base_url}/api/v1/volumes/{name}/history")
+    assert response.status_code == 200, response.text
+    points: list[dict[str, Any]] = response.json()["data"]
+    return points
+
+
+def test_history_takes_a_live_point_on_a_one_percent_change_not_on_every_change(
+    engine: PrivateEngine, stack: Stack
+) -> None:
+    engine.client.volumes.create("vv-points")
+    root = mountpoint(engine, "vv-points")
+    (root / "base").write_bytes(b"b" * 1_000_000)
+    start_live(stack, "vv-points")  # VV_LIVE_HISTORY_INTERVAL is 600 s
+    wait_until(lambda: len(history(stack, "vv-points")) == 1, 10, message="no first point")
+    assert history(stack, "vv-points")[0]["method"] == "live"
+
+    (root / "small").write_bytes(b"s" * 5_000)  # 0.5 %: no point
+    wait_until(lambda: volume(stack, "vv-points")["size_bytes"] == 1_005_000, 10, message="unseen")
+    (root / "big").write_bytes(b"g" * 50_000)  # 5 %: a point at once
+    wait_until(lambda: len(history(stack, "vv-points")) >= 2, 10, message="no point for 5 %")
+    sizes = [point["total_size"] for point in history(stack, "vv-points")]
+    assert sorted(sizes) == [1_000_000, 1_055_000]

@@ -55,6 +55,7 @@ class LiveTracking:
         self._resync: set[str] = set()
         self.resends = 0  # figures asked again (gaps, new trackers)
         self.lost = False  # a tracker was heard, then fell silent
+        self._resend_wanted = False  # every figure is to be asked again with the next follow
         self._tasks: set[asyncio.Task[None]] = set()
         broker.live_listener = self
         catalog.on_membership(self._membership)
@@ -136,24 +137,26 @@ class LiveTracking:
             )
         self._identity, self.last_status, self._heard_at = identity, message, time.monotonic()
         self.lost = False
-        lost = message.epoch != self._epoch or message.seq > self._seq
+        if message.epoch != self._epoch or message.seq > self._seq:
+            if message.seq > 0:  # it sent figures we never had
+                self._want_resend("its status is ahead of what arrived", message.tracker_id)
+            self._epoch, self._seq = message.epoch, message.seq
         follow = self._current_follow()
-        if message.follow_version != follow.version or self._resync or lost:
-            if lost and message.seq > 0:
-                self._note_resend(message.tracker_id, "its status is ahead of what arrived")
-            self._send_follow(resend=lost and message.seq > 0)
-            if lost:
-                self._epoch, self._seq = message.epoch, message.seq
+        if message.follow_version != follow.version or self._resync or self._resend_wanted:
+            self._send_follow()
 
     def sizes(self, identity: bytes, message: LiveSizes) -> None:
         self._identity, self._heard_at = identity, time.monotonic()
         expected = self._seq + 1 if message.epoch == self._epoch else 1
         if message.seq != expected:
-            self._note_resend(message.tracker_id, f"seq {message.seq} after {self._seq}")
-            self._send_follow(resend=True)
+            self._want_resend(f"seq {message.seq} after {self._seq}", message.tracker_id)
+            self._send_follow()
         self._epoch, self._seq = message.epoch, message.seq
         for size in message.sizes:
-            self.catalog.set_live(size)
+            if not self.catalog.set_live(size):
+                # Not known yet (the watcher's state comes later): ask again once it is.
+                self._want_resend(f"{size.volume_id} not known yet", message.tracker_id)
+                continue
             if self.points.due(size):
                 self.points.stored(size)  # before the write, so no second point races it
                 self._spawn(self._store_point(size))
@@ -186,7 +189,7 @@ class LiveTracking:
             live.total_size,
         )
         self._resync.add(row.volume_id)
-        self._send_follow(resend=False)
+        self._send_follow()
 
     # --- sending ----------------------------------------------------------------------
 
@@ -211,17 +214,23 @@ class LiveTracking:
             self._follow_key = key
         return self._follow
 
-    def _send_follow(self, *, resend: bool) -> None:
-        if self._identity is None or not self.enabled:
-            return
+    def _send_follow(self) -> None:
+        """The follow set, with what is asked of it; kept for later until it can go."""
+        if self._identity is None or not self.enabled or not self.catalog.has_state:
+            return  # before the watcher's first state an empty set would drop every volume
         follow = self._current_follow()
-        message = follow.model_copy(update={"resend": resend, "resync": tuple(self._resync)})
+        message = follow.model_copy(
+            update={"resend": self._resend_wanted, "resync": tuple(self._resync)}
+        )
         self._resync.clear()
+        self._resend_wanted = False
         self._spawn(self._broker.send_live(self._identity, message))
 
-    def _note_resend(self, tracker_id: str, why: str) -> None:
-        self.resends += 1
-        log.info("asking the tracker for every figure tracker_id=%s reason=%s", tracker_id, why)
+    def _want_resend(self, why: str, tracker_id: str) -> None:
+        if not self._resend_wanted:
+            self.resends += 1
+            log.info("asking the tracker for every figure tracker_id=%s reason=%s", tracker_id, why)
+        self._resend_wanted = True
 
     async def _store_point(self, size: LiveSize) -> None:
         result = self.catalog.latest_result(size.volume_id)

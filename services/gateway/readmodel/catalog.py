@@ -256,12 +256,15 @@ class VolumeCatalog:
         self._results[result.volume_id] = result
         self._rebuild_view(result.volume_id)
 
-    def set_live(self, size: LiveSize) -> None:
-        """The tracker's figures of a volume it follows."""
-        if size.volume_id not in self._records or self._live.get(size.volume_id) == size:
-            return
-        self._live[size.volume_id] = size
-        self._rebuild_view(size.volume_id)
+    def set_live(self, size: LiveSize) -> bool:
+        """The tracker's figures of a volume it follows; False for a volume not known (yet:
+        the watcher's state may arrive after them)."""
+        if size.volume_id not in self._records:
+            return False
+        if self._live.get(size.volume_id) != size:
+            self._live[size.volume_id] = size
+            self._rebuild_view(size.volume_id)
+        return True
 
     def drop_live(self, volume_id: str) -> None:
         """The tracker no longer follows it: its figures come from scans again."""

@@ -166,10 +166,10 @@ class Following:
 
     # --- events -----------------------------------------------------------------------
 
-    def take_events(self) -> None:
-        """Apply every event waiting in the kernel's queue."""
+    def take_events(self) -> int:
+        """Apply every event waiting in the kernel's queue; how many there were."""
         if self.tracker is None:
-            return
+            return 0
         changes = self.tracker.read()
         self._count(changes.events)
         if changes.overflowed:
@@ -182,8 +182,9 @@ class Following:
             for name in list(self._live):
                 if reading is None or name != reading.name:
                     self._make_stale(name, "events were lost")
-            return
+            return changes.events
         self._refresh(changes)
+        return changes.events
 
     def _refresh(self, changes: Changes) -> None:
         linked_before = any(self._live[name].volume.has_links() for name in self._live)

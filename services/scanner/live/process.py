@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
 BUSY_RETRY_SECONDS = 0.5  # a read held back by the host's load is tried again this soon
+# After a batch of events, the next waits this long to gather: one read per batch, not one
+# wake-up per change (bench/live.py: the CPU grows with the wake-ups, not the events).
+EVENT_GATHER_SECONDS = 0.1
 
 
 class LiveTracker:
@@ -52,6 +55,7 @@ class LiveTracker:
         self._stopping = False
         self._flush_at: float | None = None
         self._next_status = time.monotonic()
+        self._next_take = 0.0  # events are read again from then on
         self._baseline_rss = process_rss()
 
     def install_signal_handlers(self) -> None:
@@ -70,9 +74,11 @@ class LiveTracker:
         log.info("tracker started tracker_id=%s epoch=%s", self.tracker_id, self._epoch)
         try:
             while not self._should_stop():
-                self._link.poll(self._wait_seconds(), self._tracker_fd())
+                gathering = time.monotonic() < self._next_take
+                self._link.poll(self._wait_seconds(), None if gathering else self._tracker_fd())
                 self._service()
-                self._following.take_events()
+                if time.monotonic() >= self._next_take and self._following.take_events():
+                    self._next_take = time.monotonic() + EVENT_GATHER_SECONDS
                 if self._following.has_changes() and self._flush_at is None:
                     self._flush_at = time.monotonic() + self.settings.live_flush_seconds
                 if self._flush_at is not None and time.monotonic() >= self._flush_at:
@@ -100,6 +106,8 @@ class LiveTracker:
     def _wait_seconds(self) -> float:
         now = time.monotonic()
         deadlines = [self._next_status]
+        if now < self._next_take:
+            deadlines.append(self._next_take)
         if self._flush_at is not None:
             deadlines.append(self._flush_at)
         if self._following.has_pending():
