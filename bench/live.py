@@ -41,12 +41,12 @@ from pathlib import Path
 
 from bench.common import CouldNotMeasure, Report, Row, median, run
 from bench.live_latency import RESCAN_PERIOD_SECONDS, measure_latency, paced
-from common.messages import LiveFollow, LiveTarget
+from common.messages import LiveFollow, LiveTarget, utc_now
 from common.settings import Settings
 from services.scanner.live.changes import TrackerUnavailable, open_tracker
+from services.scanner.live.figures import LiveFigures, walked_figures
 from services.scanner.live.follow import Following
 from services.scanner.live.process import EVENT_GATHER_SECONDS, IDLE_POLL_SECONDS
-from services.scanner.live.volume import LiveFigures, walked_figures
 from services.scanner.walk import walk_volume
 
 # How long the tracker gathers changed figures before sending them (VV_LIVE_FLUSH).
@@ -83,8 +83,10 @@ def follower(volumes_dir: str, names: list[str], pipe: Connection) -> None:
     """The tracker's loop around `Following`, until told to stop; sends a FollowerRun (or
     an error string when it could not follow)."""
     following = Following(scan_roots=[volumes_dir], is_busy=lambda: False)
+    made = utc_now()
     targets = tuple(
-        LiveTarget(volume_id=name, mountpoint=f"{volumes_dir}/{name}/_data") for name in names
+        LiveTarget(volume_id=name, mountpoint=f"{volumes_dir}/{name}/_data", created_at=made)
+        for name in names
     )
     following.apply(LiveFollow(version=1, volumes_dir=volumes_dir, volumes=targets))
     before = _rss()  # the tracker is open; the volumes are read below, in steps
@@ -134,14 +136,14 @@ def follower(volumes_dir: str, names: list[str], pipe: Connection) -> None:
     # The writer has returned, so every event it caused is queued: settle, then compare.
     following.take_events()
     following.resend_all()
-    sizes, _ = following.take_sizes()
+    sizes, _, _ = following.take_sizes()
     exact = len(sizes) == len(names) and all(
         not size.stale
         and LiveFigures(size.total_size, size.disk_usage, size.file_count, size.directory_count)
         == walked_figures(f"{volumes_dir}/{size.volume_id}/_data")
         for size in sizes
     )
-    run_ = FollowerRun(cpu, grown, int(counts["directories"]), exact, following.resyncs_total)
+    run_ = FollowerRun(cpu, grown, counts["directories"], exact, following.resyncs_total)
     following.close()
     pipe.send(run_)
 

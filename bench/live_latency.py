@@ -37,7 +37,7 @@ import psutil
 from websockets.exceptions import ConnectionClosed
 
 from bench.common import API, CouldNotMeasure, Report, Row, engine, percentile, services
-from services.scanner.live.volume import walked_figures
+from services.scanner.live.figures import walked_figures
 from tests.support.waiting import wait_until
 from tests.support.ws import WsClient
 

@@ -30,7 +30,8 @@ Live sizes (issue 13), the scanner's tracker DEALER <-> the same gateway ROUTER:
                         `resync` names volumes to read again in full (a walk disagreed)
     tracker -> gateway  LiveSizes   changed figures, coalesced, with `seq` one more than the
                         one before under the same `epoch`; a gateway that sees a gap asks
-                        for a resend, so a lost message never leaves a figure wrong
+                        for a resend (`complete`: every followed volume), so a lost
+                        message never leaves a figure wrong
 """
 
 from __future__ import annotations
@@ -273,11 +274,15 @@ class LiveTarget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     volume_id: str
     mountpoint: str
+    created_at: datetime  # a volume removed and made again under its name is another one
 
 
 class LiveFollow(_Message):
     kind: Literal["live_follow"] = "live_follow"
-    version: int  # of the gateway's follow set; the tracker's status echoes it
+    # One more with every send, from the gateway's start time in ms (so a restarted
+    # gateway never repeats one); the tracker's status echoes the last it applied, and
+    # what a send asked (resend, resync) is asked again until the echo reaches it.
+    version: int
     volumes_dir: str | None
     volumes: tuple[LiveTarget, ...]
     resend: bool = False
@@ -305,6 +310,8 @@ class LiveSizes(_Message):
     seq: int
     sizes: tuple[LiveSize, ...] = ()
     unfollowed: tuple[str, ...] = ()  # volumes it stopped following (figures from walks)
+    # A resend: `sizes` holds every volume it follows; any other live figure is not vouched.
+    complete: bool = False
 
 
 class LiveStatus(_Message):

@@ -73,6 +73,20 @@ def test_a_moved_directory_is_reported_by_its_new_path(
     assert tracker.read().touched == {"v1": {""}, "v2": {"", "across/inner"}}
 
 
+def test_a_directory_moved_in_from_outside_the_volumes_is_followed(
+    volumes: Path, tracker: ChangeTracker
+) -> None:
+    outside = volumes.parent / "elsewhere" / "tree"
+    (outside / "inner").mkdir(parents=True)
+    (outside / "inner" / "f").write_bytes(b"1")  # its handle is kept: outside every volume
+    (volumes.parent / "elsewhere" / "other").mkdir()
+    os.rename(volumes.parent / "elsewhere" / "other", volumes.parent / "elsewhere" / "o2")
+    assert tracker.read().touched == {}  # a move outside the volumes: nothing
+    os.rename(outside, volumes / "v1" / "_data" / "tree")
+    (volumes / "v1" / "_data" / "tree" / "inner" / "g").write_bytes(b"2")
+    assert tracker.read().touched == {"v1": {"", "tree/inner"}}
+
+
 def test_more_events_than_the_queue_holds_say_so(volumes: Path, tracker: ChangeTracker) -> None:
     limit_file = Path("/proc/sys/fs/fanotify/max_queued_events")
     limit = int(limit_file.read_text()) if limit_file.exists() else 16384

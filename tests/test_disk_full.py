@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from tests.support.api import start_services, volume_with_file
 from tests.support.engine import PrivateEngine
-from tests.support.processes import Stack
+from tests.support.processes import Stack, pool_children
 from tests.support.waiting import wait_until
 
 
@@ -62,7 +61,7 @@ def test_a_full_data_directory_is_a_clear_state_and_loses_nothing(
     refresh = stack.base_url + "/api/v1/volumes/vv-full/size/refresh"
     assert httpx.post(refresh, timeout=60).status_code == 200  # room: a scan is stored
 
-    held = psutil.Process(stack["scanner"].pid).children()
+    held, _ = pool_children(stack)  # the workers; the live tracker is no scan
     with stack.ws() as ws:
         for process in held:
             process.suspend()  # a scan in flight while the disk fills

@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.scanner.live.volume import walked_figures
+from services.scanner.live.figures import walked_figures
 from tests.support.api import health, start_services
 from tests.support.engine import PrivateEngine
 from tests.support.file_changes import Operation, apply_change, operations
-from tests.support.processes import Stack
+from tests.support.processes import Stack, pool_children
 from tests.support.trees import du_bytes, engine_volume_sizes, mountpoint
 from tests.support.waiting import wait_until
 
@@ -83,22 +83,9 @@ def shows_walk(stack: Stack, name: str, root: Path) -> bool:
 
 
 def tracker_process(stack: Stack) -> psutil.Process:
-    pool = psutil.Process(stack["scanner"].pid)
-    found = [p for p in pool.children() if "scanner-tracker" in " ".join(p.cmdline()) or p.name()]
-    trackers = [p for p in found if _is_tracker(p)]
-    assert len(trackers) == 1, [p.cmdline() for p in found]
-    return trackers[0]
-
-
-def _is_tracker(process: psutil.Process) -> bool:
-    """The spawned tracker: its parent is the pool and it holds a fanotify descriptor."""
-    try:
-        return any(
-            os.readlink(f"/proc/{process.pid}/fd/{fd}") == "anon_inode:[fanotify]"
-            for fd in os.listdir(f"/proc/{process.pid}/fd")
-        )
-    except OSError:
-        return False
+    tracker = pool_children(stack)[1]
+    assert tracker is not None, "no tracker process"
+    return tracker
 
 
 def test_written_bytes_reach_the_websocket_without_a_scan(
@@ -261,9 +248,16 @@ def test_a_killed_tracker_or_gateway_loses_no_change(engine: PrivateEngine, stac
     engine.client.volumes.create("vv-restarts")
     root = mountpoint(engine, "vv-restarts")
     start_live(stack, "vv-restarts")
-    first = tracker_process(stack)
+    first, first_id = tracker_process(stack), live_state(stack)["tracker_id"]
     first.kill()  # the pool starts another, which reads the volume again
-    (root / "while-no-tracker").write_bytes(b"t" * 3333)
+    wait_until(lambda: volume(stack, "vv-restarts")["size_stale"], 30, message="never stale")
+
+    def followed_again() -> bool:
+        state = live_state(stack)
+        return state["tracker_id"] not in (None, first_id) and followed(stack, "vv-restarts")
+
+    wait_until(followed_again, 30, message="the new tracker never followed the volume")
+    (root / "after-a-new-tracker").write_bytes(b"t" * 3333)  # seen by its events
     wait_until(lambda: shows_walk(stack, "vv-restarts", root), 30, message="not exact again")
     assert tracker_process(stack).pid != first.pid
 
@@ -288,13 +282,44 @@ def test_history_takes_a_live_point_on_a_one_percent_change_not_on_every_change(
     engine.client.volumes.create("vv-points")
     root = mountpoint(engine, "vv-points")
     (root / "base").write_bytes(b"b" * 1_000_000)
-    start_live(stack, "vv-points")  # VV_LIVE_HISTORY_INTERVAL is 600 s
+    # A point at most every 30 s, or after 3 s when the size moved by more than 1 %.
+    start_live(stack, "vv-points", VV_LIVE_HISTORY_INTERVAL=30)
     wait_until(lambda: len(history(stack, "vv-points")) == 1, 10, message="no first point")
     assert history(stack, "vv-points")[0]["method"] == "live"
 
-    (root / "small").write_bytes(b"s" * 5_000)  # 0.5 %: no point
+    (root / "small").write_bytes(b"s" * 5_000)  # 0.5 %: not a point of its own
     wait_until(lambda: volume(stack, "vv-points")["size_bytes"] == 1_005_000, 10, message="unseen")
-    (root / "big").write_bytes(b"g" * 50_000)  # 5 %: a point at once
-    wait_until(lambda: len(history(stack, "vv-points")) >= 2, 10, message="no point for 5 %")
+    (root / "big").write_bytes(b"g" * 50_000)  # 5 %: a point once 3 s have passed
+    wait_until(lambda: len(history(stack, "vv-points")) >= 2, 20, message="no point for 5 %")
     sizes = [point["total_size"] for point in history(stack, "vv-points")]
     assert sorted(sizes) == [1_000_000, 1_055_000]
+
+
+def test_a_volume_made_again_under_its_name_is_followed_anew(
+    engine: PrivateEngine, stack: Stack
+) -> None:
+    engine.client.volumes.create("vv-again")
+    (mountpoint(engine, "vv-again") / "old").write_bytes(b"o" * 1000)
+    start_live(stack, "vv-again")
+    wait_until(lambda: volume(stack, "vv-again")["size_bytes"] == 1000, 10, message="unseen")
+    engine.client.volumes.get("vv-again").remove()
+    engine.client.volumes.create("vv-again")  # at once: the same name and mountpoint
+    root = mountpoint(engine, "vv-again")
+    (root / "new").write_bytes(b"n" * 2000)
+    wait_until(lambda: shows_walk(stack, "vv-again", root), 20, message="the old one is followed")
+    assert volume(stack, "vv-again")["size_bytes"] == 2000
+
+
+def test_a_volume_with_driver_options_is_left_to_walks(
+    engine: PrivateEngine, stack: Stack, tmp_path: Path
+) -> None:
+    device = tmp_path / "bound"
+    device.mkdir()
+    (device / "f").write_bytes(b"d" * 777)
+    options = {"type": "none", "o": "bind", "device": str(device)}
+    engine.client.volumes.create("vv-bound", driver="local", driver_opts=options)
+    engine.client.volumes.create("vv-plain")
+    start_live(stack, "vv-plain")
+    # One follow set held both (the watcher's first state): the plain one is followed.
+    shown = volume(stack, "vv-bound")
+    assert shown["size_source"] is None and shown["size_bytes"] is None

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.scanner.live.changes import ChangeTracker, open_tracker
-from services.scanner.live.volume import LiveVolume, SharedInodes, walked_figures
+from services.scanner.live.figures import SharedInodes, walked_figures
+from services.scanner.live.volume import LiveVolume
 from tests.support.file_changes import Operation, apply_change, operations
 from tests.support.tmpfs import tmpfs_volumes
 from tests.support.trees import du_bytes

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from tests.support.api import (
@@ -22,7 +21,7 @@ from tests.support.api import (
     workers,
 )
 from tests.support.engine import PrivateEngine
-from tests.support.processes import Stack
+from tests.support.processes import Stack, pool_children
 from tests.support.trees import (
     du_bytes,
     engine_volume_sizes,
@@ -160,7 +159,7 @@ def test_concurrent_refreshes_join_one_scan(engine: PrivateEngine, services: Sta
     volume_listed(services, "vv-join")
     # The walk takes milliseconds: hold the workers still so the first scan is surely open
     # when the second request comes (well inside their liveness timeout).
-    workers = psutil.Process(services["scanner"].pid).children()
+    workers, _ = pool_children(services)
     assert workers
     for worker in workers:
         worker.suspend()

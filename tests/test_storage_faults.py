@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
 from services.gateway.storage.schema import SCHEMA_VERSION
 from tests.support.api import start_services, volume_with_file, wait_scanners
 from tests.support.engine import PrivateEngine
 from tests.support.hung_fs import control, mounted
-from tests.support.processes import Stack
+from tests.support.processes import Stack, pool_children
 from tests.support.trees import mountpoint
 from tests.support.waiting import wait_until
 
@@ -138,7 +137,7 @@ def test_a_requeue_racing_a_finish_never_resurrects_the_job(
 ) -> None:
     start_services(stack, VV_SCANNER_WORKERS=1, VV_SCAN_INTERVAL=0)
     volume_with_file(engine, stack, "vv-race", b"r" * 4321)
-    held = psutil.Process(stack["scanner"].pid).children()  # the worker (and the pool's helper)
+    held, _ = pool_children(stack)  # the worker
     for process in held:
         process.suspend()  # it takes the job, and holds its outcome while stopped
     with stack.ws() as ws:

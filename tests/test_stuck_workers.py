@@ -18,7 +18,7 @@ import psutil
 from tests.support.api import refresh, start_services, volume_with_file
 from tests.support.engine import PrivateEngine
 from tests.support.hung_fs import FILES, control, mounted
-from tests.support.processes import Stack
+from tests.support.processes import Stack, pool_children
 from tests.support.trees import du_bytes, mountpoint
 from tests.support.waiting import wait_until
 
@@ -51,15 +51,8 @@ def _blocked(control_path: Path) -> int:
 
 
 def _workers(stack: Stack) -> list[psutil.Process]:
-    """The pool's worker processes (not multiprocessing's resource tracker)."""
-    workers = []
-    for child in psutil.Process(stack["scanner"].pid).children():
-        try:
-            if "spawn_main" in " ".join(child.cmdline()):
-                workers.append(child)
-        except psutil.Error:
-            continue  # exited (or a zombie not yet reaped): not a worker any more
-    return workers
+    """The pool's worker processes (not the resource tracker, nor the live-size tracker)."""
+    return pool_children(stack)[0]
 
 
 def _outcomes(ws_messages: list[dict[str, Any]], scan_id: str) -> list[dict[str, Any]]:

@@ -95,6 +95,7 @@ class GatewayRuntime:
             *self.broker.start(),
             start_essential(self.hub.run_volume_updates(), "volume-updates"),
             start_essential(self.hub.run_send_watchdog(), "ws-send-watchdog"),
+            start_essential(self.live.run_points(), "live-points"),
             start_essential(
                 self.history.run_thinning(self.settings.history_thin_interval_seconds),
                 "history-thinning",

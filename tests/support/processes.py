@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from services.scanner.live.process import TRACKER_PROCESS_NAME
 from tests.support.waiting import wait_until
 from tests.support.ws import WsClient
 
@@ -335,3 +336,18 @@ class Stack:
 
     def __repr__(self) -> str:
         return f"Stack({self.base_url}, procs={list(self.procs.values())})"
+
+
+def pool_children(stack: Stack) -> tuple[list[psutil.Process], psutil.Process | None]:
+    """The scanner pool's worker processes (not multiprocessing's resource tracker), and its
+    live-size tracker (named by prctl, services/scanner/live/process.py), if running."""
+    workers, tracker = [], None
+    for child in psutil.Process(stack["scanner"].pid).children():
+        try:
+            if child.name() == TRACKER_PROCESS_NAME:
+                tracker = child
+            elif "spawn_main" in " ".join(child.cmdline()):
+                workers.append(child)
+        except psutil.Error:
+            continue  # exited (or a zombie not yet reaped)
+    return workers, tracker

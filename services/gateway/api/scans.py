@@ -22,7 +22,7 @@ from services.gateway.api.models import (
 from services.gateway.api.volumes import find_volume
 from services.gateway.http.errors import ApiError, rate_limited
 from services.gateway.http.openapi_doc import document_errors
-from services.gateway.readmodel.catalog import result_json
+from services.gateway.readmodel.views import result_json
 from services.gateway.runtime import runtime
 from services.gateway.scans.jobs import Job, job_json
 from services.gateway.scans.methods import scan_methods

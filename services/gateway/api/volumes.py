@@ -19,8 +19,8 @@ from quart_schema import document_response, validate_querystring, validate_respo
 from services.gateway.api.models import AttachmentListOut, VolumeDetailOut, VolumeListOut
 from services.gateway.http.errors import ApiError, volume_not_found
 from services.gateway.http.openapi_doc import document_errors
-from services.gateway.readmodel.catalog import VolumeView
 from services.gateway.readmodel.query import VolumeListQuery
+from services.gateway.readmodel.views import VolumeView
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("volumes", __name__, url_prefix="/api/v1")

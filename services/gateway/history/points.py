@@ -1,11 +1,13 @@
 """Size history: every finished scan's figures over time, and their thinning with age.
 
-The points are the rows of `scan_results` (one per finished scan). Points younger than
-`history_days` are all kept; older ones are thinned to the last point of each UTC day (kept
-while the volume exists: one row a day per volume), and finished jobs older than that lose
-their job row unless their result is one of the points kept. The latest result of a volume
-is always the last of its day, so it is never thinned away. A removed volume keeps its
-history for the window too, then all of it goes (storage/removals.py).
+The points are the rows of `scan_results` (one per finished scan, and the live tracker's
+points, services/gateway/live/points.py). Points younger than `history_days` are all kept;
+older ones are thinned to the last point of each UTC day, scans' and live points apart
+(kept while the volume exists: a row or two a day per volume), and finished jobs older
+than that lose their job row unless their result is one of the points kept. The latest
+result of a volume is always the last of its day and kind, so it is never thinned away. A
+removed volume keeps its history for the window too, then all of it goes
+(storage/removals.py).
 
 Each pass looks only at rows that crossed the cutoff since the pass before (from the start
 of that cutoff's UTC day, so a day's last point is chosen among all of that day's rows),
@@ -30,7 +32,7 @@ _THIN_RESULTS = """
     WHERE scanned_at < :cutoff AND scanned_at >= :since AND scan_id NOT IN (
         SELECT scan_id FROM (
             SELECT scan_id, ROW_NUMBER() OVER (
-                PARTITION BY volume_id, substr(scanned_at, 1, 10)
+                PARTITION BY volume_id, substr(scanned_at, 1, 10), scan_id LIKE 'live-%'
                 ORDER BY scanned_at DESC, scan_id DESC
             ) AS rank
             FROM scan_results WHERE scanned_at < :cutoff AND scanned_at >= :since

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from common.messages import (
@@ -24,15 +25,25 @@ from common.messages import (
     LiveStatus,
     LiveTarget,
     ScanResultData,
+    utc_now,
 )
 from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.live.points import LivePoints, point_of
-from services.gateway.readmodel.catalog import VolumeCatalog, live_size
+from services.gateway.readmodel.catalog import VolumeCatalog
+from services.gateway.readmodel.views import live_size
 from services.gateway.scans.broker import ScanBroker
 from services.gateway.storage.store import JobRow, Store, StoreNotWritable
 
 log = logging.getLogger("gateway.live")
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    version: int
+    resend: bool
+    resync: tuple[str, ...]
+    sent_at: float
 
 
 class LiveTracking:
@@ -44,18 +55,26 @@ class LiveTracking:
         self.store = store
         self._broker = broker
         self._liveness = settings.liveness_timeout_seconds
+        self._retransmit_after = 2 * settings.heartbeat_interval_seconds
         self.points = LivePoints(settings.live_history_interval_seconds)
         self.last_status: LiveStatus | None = None
         self._identity: bytes | None = None
         self._heard_at = 0.0
         self._epoch: str | None = None
         self._seq = 0
-        self._follow: LiveFollow | None = None
-        self._follow_key: tuple[int, str | None] | None = None
-        self._resync: set[str] = set()
+        # Follow versions count from the start time in ms: a restarted gateway never
+        # repeats one, so a tracker's echo of an old one always means "send it again".
+        self._next_version = time.time_ns() // 1_000_000
+        self._sent_version: int | None = None
+        self._targets: tuple[LiveTarget, ...] = ()
+        self._targets_key: tuple[int, str | None] | None = None
+        self._sent_key: tuple[int, str | None] | None = None
+        self._resync: set[str] = set()  # asked with the next send
+        self._resend_wanted = False
+        self._unacked: _Asked | None = None  # what the last send asked, until echoed
         self.resends = 0  # figures asked again (gaps, new trackers)
         self.lost = False  # a tracker was heard, then fell silent
-        self._resend_wanted = False  # every figure is to be asked again with the next follow
+        self._mode: str | None = None  # the tracker's, as last logged
         self._tasks: set[asyncio.Task[None]] = set()
         broker.live_listener = self
         catalog.on_membership(self._membership)
@@ -128,22 +147,39 @@ class LiveTracking:
     # --- the broker's listener --------------------------------------------------------
 
     def status(self, identity: bytes, message: LiveStatus) -> None:
-        if self._identity != identity:
+        if message.mode != self._mode:
             log.info(
-                "tracker heard tracker_id=%s mode=%s reason=%s",
+                "tracker mode tracker_id=%s mode=%s reason=%s",
                 message.tracker_id,
                 message.mode,
                 message.reason or "-",
             )
+            self._mode = message.mode
         self._identity, self.last_status, self._heard_at = identity, message, time.monotonic()
         self.lost = False
+        if message.epoch != self._epoch:
+            self.catalog.stale_live()  # a new tracker: no figure is vouched for until sent
         if message.epoch != self._epoch or message.seq > self._seq:
             if message.seq > 0:  # it sent figures we never had
                 self._want_resend("its status is ahead of what arrived", message.tracker_id)
             self._epoch, self._seq = message.epoch, message.seq
-        follow = self._current_follow()
-        if message.follow_version != follow.version or self._resync or self._resend_wanted:
+        self._check_echo(message.follow_version)
+        behind = message.follow_version != self._sent_version
+        if behind or self._targets_changed() or self._resync or self._resend_wanted:
             self._send_follow()
+
+    def _check_echo(self, applied: int) -> None:
+        """What the last send asked is asked again if the tracker has not applied it in
+        time (the send was lost: a full queue, a reconnect)."""
+        asked = self._unacked
+        if asked is None:
+            return
+        if applied >= asked.version:
+            self._unacked = None
+        elif time.monotonic() - asked.sent_at > self._retransmit_after:
+            self._unacked = None
+            self._resend_wanted = self._resend_wanted or asked.resend
+            self._resync |= set(asked.resync)
 
     def sizes(self, identity: bytes, message: LiveSizes) -> None:
         self._identity, self._heard_at = identity, time.monotonic()
@@ -152,22 +188,26 @@ class LiveTracking:
             self._want_resend(f"seq {message.seq} after {self._seq}", message.tracker_id)
             self._send_follow()
         self._epoch, self._seq = message.epoch, message.seq
+        if message.complete:  # every figure it vouches for: any other is not live
+            vouched = {size.volume_id for size in message.sizes}
+            for volume_id in self.catalog.live_ids():
+                if volume_id not in vouched:
+                    self.catalog.drop_live(volume_id)
         for size in message.sizes:
             if not self.catalog.set_live(size):
                 # Not known yet (the watcher's state comes later): ask again once it is.
                 self._want_resend(f"{size.volume_id} not known yet", message.tracker_id)
                 continue
-            if self.points.due(size):
-                self.points.stored(size)  # before the write, so no second point races it
-                self._spawn(self._store_point(size))
+            if self.points.offer(size, utc_now()):
+                self._keep_point(size)
         for volume_id in message.unfollowed:
             self.catalog.drop_live(volume_id)
 
     def tracker_lost(self, identity: bytes) -> None:
-        if identity == self._identity:
-            log.warning("tracker lost: sizes come from scheduled walks until it is back")
+        if identity == self._identity:  # the broker logs it
             self.last_status = None
             self.lost = True
+            self.catalog.stale_live()
 
     # --- the safety net ---------------------------------------------------------------
 
@@ -177,6 +217,8 @@ class LiveTracking:
         result, live = row.result, self.catalog.live(row.volume_id)
         if result is None or live is None or live.stale or row.started_at is None:
             return
+        if result.method != "native":
+            return  # du counts no files and rounds: it is no check of exact figures
         if live.updated_at >= row.started_at:
             return  # it changed while the walk ran: the two need not agree
         walked = (result.total_size, result.disk_usage, result.file_count)
@@ -198,30 +240,42 @@ class LiveTracking:
             self.points.forget(volume_id)
             self._resync.discard(volume_id)
 
-    def _current_follow(self) -> LiveFollow:
+    def _current_targets(self) -> tuple[LiveTarget, ...]:
+        """Local volumes without driver options (those mount something on `_data`)."""
         key = (self.catalog.records_version, self.catalog.engine_volumes_dir)
-        if self._follow is None or key != self._follow_key:
-            version = self._follow.version + 1 if self._follow is not None else 1
-            self._follow = LiveFollow(
-                version=version,
-                volumes_dir=self.catalog.engine_volumes_dir,
-                volumes=tuple(
-                    LiveTarget(volume_id=view.record.name, mountpoint=view.record.mountpoint)
-                    for view in self.catalog.views()
-                    if view.record.driver == "local"
-                ),
+        if key != self._targets_key:
+            self._targets = tuple(
+                LiveTarget(
+                    volume_id=view.record.name,
+                    mountpoint=view.record.mountpoint,
+                    created_at=view.record.created_at,
+                )
+                for view in self.catalog.views()
+                if view.record.driver == "local" and not view.record.options
             )
-            self._follow_key = key
-        return self._follow
+            self._targets_key = key
+        return self._targets
+
+    def _targets_changed(self) -> bool:
+        return (self.catalog.records_version, self.catalog.engine_volumes_dir) != self._sent_key
 
     def _send_follow(self) -> None:
         """The follow set, with what is asked of it; kept for later until it can go."""
         if self._identity is None or not self.enabled or not self.catalog.has_state:
             return  # before the watcher's first state an empty set would drop every volume
-        follow = self._current_follow()
-        message = follow.model_copy(
-            update={"resend": self._resend_wanted, "resync": tuple(self._resync)}
+        self._next_version += 1
+        message = LiveFollow(
+            version=self._next_version,
+            volumes_dir=self.catalog.engine_volumes_dir,
+            volumes=self._current_targets(),
+            resend=self._resend_wanted,
+            resync=tuple(sorted(self._resync)),
         )
+        if message.resend or message.resync:
+            self._unacked = _Asked(
+                message.version, message.resend, message.resync, time.monotonic()
+            )
+        self._sent_version, self._sent_key = message.version, self._targets_key
         self._resync.clear()
         self._resend_wanted = False
         self._spawn(self._broker.send_live(self._identity, message))
@@ -231,6 +285,18 @@ class LiveTracking:
             self.resends += 1
             log.info("asking the tracker for every figure tracker_id=%s reason=%s", tracker_id, why)
         self._resend_wanted = True
+
+    async def run_points(self) -> None:
+        """Figures that waited for their turn become points when due (a clock of its own)."""
+        period = max(1.0, min(30.0, self.points.spacing_seconds / 2))
+        while True:
+            await asyncio.sleep(period)
+            for size in self.points.take_due(utc_now()):
+                self._keep_point(size)
+
+    def _keep_point(self, size: LiveSize) -> None:
+        self.points.stored(size)  # before the write, so no second point races it
+        self._spawn(self._store_point(size))
 
     async def _store_point(self, size: LiveSize) -> None:
         result = self.catalog.latest_result(size.volume_id)

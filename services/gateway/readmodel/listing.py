@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from services.gateway.encoding import json_bytes
-from services.gateway.readmodel.catalog import VolumeCatalog, VolumeView, rfc3339
+from services.gateway.readmodel.catalog import VolumeCatalog
 from services.gateway.readmodel.query import SortKey, VolumeListQuery
+from services.gateway.readmodel.views import VolumeView, rfc3339
 
 
 def filter_views(views: Iterable[VolumeView], query: VolumeListQuery) -> list[VolumeView]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.messages import ScanFailure, ScanResultData
-from services.gateway.readmodel.catalog import result_json, rfc3339
+from services.gateway.readmodel.views import result_json, rfc3339
 from services.gateway.storage.store import JobRow
 
 

@@ -199,12 +199,14 @@ class Store:
 
     async def latest_results(self) -> list[ScanResultData]:
         """Each volume's latest scan result, and its latest live point (LIVE_POINT_PREFIX)."""
+        # One pass over the table (grouped), not a correlated lookup per row.
+        live = f"(scan_id LIKE '{LIVE_POINT_PREFIX}%')"
         query = f"""
-            SELECT result_json FROM scan_results AS r
-            WHERE scanned_at = (
-                SELECT MAX(scanned_at) FROM scan_results WHERE volume_id = r.volume_id
-                AND (scan_id LIKE '{LIVE_POINT_PREFIX}%') = (r.scan_id LIKE '{LIVE_POINT_PREFIX}%')
-            )
+            SELECT r.result_json FROM scan_results AS r JOIN (
+                SELECT volume_id, {live} AS live, MAX(scanned_at) AS latest
+                FROM scan_results GROUP BY volume_id, live
+            ) AS m ON r.volume_id = m.volume_id AND r.scanned_at = m.latest
+                AND (r.scan_id LIKE '{LIVE_POINT_PREFIX}%') = m.live
         """
         async with self.db.execute(query) as cursor:
             rows = await cursor.fetchall()

@@ -13,7 +13,8 @@ from typing import Any
 
 from common.messages import utc_now
 from services.gateway.encoding import json_text
-from services.gateway.readmodel.catalog import VolumeCatalog, rfc3339
+from services.gateway.readmodel.catalog import VolumeCatalog
+from services.gateway.readmodel.views import rfc3339
 
 log = logging.getLogger("gateway.ws")
 

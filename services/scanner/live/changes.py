@@ -97,9 +97,12 @@ class ChangeTracker:
     def __init__(self, fanotify_fd: int, mount_fd: int, volumes_dir: str) -> None:
         self._fd = fanotify_fd
         self._mount_fd = mount_fd  # open_by_handle_at resolves handles on this filesystem
+        self.device = os.fstat(mount_fd).st_dev  # the filesystem marked
         self._volumes_dir = os.path.realpath(volumes_dir)
         # handle bytes -> (volume, directory inside its _data), or None outside volumes
         self._places: dict[bytes, tuple[str, str] | None] = {}
+        # handles of directories under the volumes directory (in a volume's data or not)
+        self._inside: set[bytes] = set()
 
     def fileno(self) -> int:
         """Readable while events wait."""
@@ -133,26 +136,37 @@ class ChangeTracker:
                 os.close(fd)  # never asked for (a DFID group reports no descriptors)
             if mask & FAN_Q_OVERFLOW:
                 changes.overflowed = True
-                self._places.clear()  # directories may have moved while events were lost
+                self._forget_places()  # directories may have moved while events were lost
             else:
-                self._record(buffer, at + metadata_length, at + length, changes)
-                if mask & FAN_ONDIR and mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE):
-                    # A directory moved or went: a handle kept may now name another path.
-                    self._places.clear()
+                inside = self._record(buffer, at + metadata_length, at + length, changes)
+                moved = mask & FAN_ONDIR and mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)
+                if moved and inside:
+                    # A directory moved or went in the volumes directory (into it or out of
+                    # it too): a handle kept may now name another path. Elsewhere on the
+                    # filesystem, no kept place changes.
+                    self._forget_places()
             at += length
 
-    def _record(self, buffer: bytes, start: int, end: int, changes: Changes) -> None:
-        """The directory of a DFID_NAME record, as a volume's directory to re-read."""
+    def _forget_places(self) -> None:
+        self._places.clear()
+        self._inside.clear()
+
+    def _record(self, buffer: bytes, start: int, end: int, changes: Changes) -> bool:
+        """The directory of a DFID_NAME record, as a volume's directory to re-read; True
+        when that directory is under the volumes directory."""
+        inside = False
         at = start
         while at + _INFO_HEADER.size <= end:
             info_type, _, info_length = _INFO_HEADER.unpack_from(buffer, at)
             if info_length == 0:
-                return
+                return inside
             if info_type == FAN_EVENT_INFO_TYPE_DFID_NAME:
                 handle_at = at + _INFO_HEADER.size + _FSID_BYTES
                 handle_bytes, _ = _HANDLE_HEADER.unpack_from(buffer, handle_at)
                 name_at = handle_at + _HANDLE_HEADER.size + handle_bytes
-                place = self._place(buffer[handle_at:name_at], changes)
+                handle = buffer[handle_at:name_at]
+                place = self._place(handle, changes)
+                inside = inside or handle in self._inside
                 if place is not None:
                     volume, directory = place
                     name_end = buffer.find(b"\0", name_at, at + info_length)
@@ -161,6 +175,7 @@ class ChangeTracker:
                     names = changes.entries.setdefault(volume, {}).setdefault(directory, set())
                     names.add(name or ".")
             at += info_length
+        return inside
 
     def _place(self, handle: bytes, changes: Changes) -> tuple[str, str] | None:
         if handle in self._places:
@@ -188,6 +203,8 @@ class ChangeTracker:
             path = os.readlink(f"/proc/self/fd/{fd}")
         finally:
             os.close(fd)
+        if path == self._volumes_dir or path.startswith(self._volumes_dir + "/"):
+            self._inside.add(bytes(handle))
         return volume_place(self._volumes_dir, path)
 
 

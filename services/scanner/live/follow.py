@@ -2,12 +2,13 @@
 
 The gateway names the volumes (LiveFollow); a volume is followed only when its mountpoint
 is `<volumes_dir>/<name>/_data` on the filesystem the change tracker marks, since the
-tracker places events by that path. Each volume is read in full once, when the host's load
-allows (the same throttle as scans), after the filesystem mark is set, so nothing that
-changes during the read is missed: its events wait in the kernel's queue and are looked at
-afterwards. Lost events (the queue overflowed, a handle that could not be resolved) make
-every followed volume stale: each is read again, one at a time through the throttle, and
-its figures say `stale` until then. Nothing here touches the bus.
+tracker places events by that path. A volume is another one when it was made again under
+its name (`created_at`). Each volume is read in full when the host's load allows (the same
+throttle as scans), in steps, after the filesystem mark is set, so nothing that changes
+during the read is missed: its events are held and looked at once the read is done. Lost
+events (the queue overflowed, a handle that could not be resolved) make every followed
+volume stale: each is read again, from a freshly opened root, one at a time through the
+throttle, and its figures say `stale` until then. Nothing here touches the bus.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from services.scanner.live.changes import (
     TrackerUnavailable,
     open_tracker,
 )
-from services.scanner.live.volume import LiveFigures, LiveVolume, SharedInodes
+from services.scanner.live.counters import EventRate
+from services.scanner.live.figures import SharedInodes
+from services.scanner.live.volume import LiveVolume, TooDeep
 
 log = logging.getLogger(__name__)
 
-RATE_WINDOW_SECONDS = 10.0  # events per second are counted over this window
 TrackerOpener = Callable[[str], ChangeTracker]
 
 
@@ -48,9 +50,8 @@ class _Reading:
     """A full read in progress, in steps; the events for it wait here until it is done."""
 
     name: str
-    volume: LiveVolume
+    volume: LiveVolume  # new, on a root opened again: it replaces any followed one
     steps: Iterator[None]
-    first: bool  # not followed before: it joins the followed when done
     started: float
     held: dict[str, set[str]] = field(default_factory=dict)
 
@@ -61,16 +62,20 @@ class Following:
         scan_roots: Sequence[str],
         is_busy: Callable[[], bool],
         opener: TrackerOpener = open_tracker,
+        tick: Callable[[], None] = lambda: None,
     ) -> None:
         self._scan_roots = list(scan_roots)
         self._is_busy = is_busy
         self._opener = opener
+        self._tick = tick  # the caller's clock, kept running through long reads
         self.tracker: ChangeTracker | None = None
         self.mode: LiveMode = "starting"
         self.reason: str | None = None
+        self._may_pass = False  # unavailable for a reason that may pass: retry() tries again
         self.follow_version = -1
         self._volumes_dir: str | None = None
-        self._targets: dict[str, str] = {}  # followable volume -> mountpoint
+        self._last_follow: LiveFollow | None = None
+        self._targets: dict[str, LiveTarget] = {}  # followable volumes
         self._not_followable: dict[str, str] = {}  # volume -> why
         self._live: dict[str, _Followed] = {}
         self._stale: set[str] = set()  # followed, figures not exact: waiting for a read
@@ -79,32 +84,41 @@ class Following:
         self._shared = SharedInodes()
         self._changed: set[str] = set()  # figures to send
         self._unfollowed: set[str] = set()  # to tell the gateway
-        self.events_total = 0
+        self._complete = False  # the next sizes sent are every followed volume's
+        self.rate = EventRate()
         self.resyncs_total = 0
-        self._rate: deque[tuple[float, int]] = deque()
 
     # --- what the gateway asks --------------------------------------------------------
 
     def apply(self, follow: LiveFollow) -> None:
         self.follow_version = follow.version
+        self._last_follow = follow
         if follow.volumes_dir != self._volumes_dir or self.mode == "starting":
             self._open(follow.volumes_dir)
-        wanted: dict[str, str] = {}
+        wanted: dict[str, LiveTarget] = {}
         self._not_followable.clear()
         for target in follow.volumes:
             why = self._why_not(target)
             if why is None:
-                wanted[target.volume_id] = target.mountpoint
+                wanted[target.volume_id] = target
             else:
                 self._not_followable[target.volume_id] = why
         for name in [name for name in self._targets if wanted.get(name) != self._targets[name]]:
-            self._drop(name)
-        for name, mountpoint in wanted.items():
+            self._drop(name)  # gone, moved, or made again under its name
+        for name, target in wanted.items():
             if name not in self._targets:
-                self._targets[name] = mountpoint
+                self._targets[name] = target
                 self._pending.append(name)
-        for name in follow.resync:
-            self._make_stale(name, "a walk disagreed")
+        stale = [name for name in follow.resync if self._make_stale(name)]
+        if stale:
+            log.warning("live volumes stale, reading again volume_ids=%s reason=walk", stale)
+
+    def retry(self) -> None:
+        """While unavailable for a reason that may pass (the directory not made yet, out of
+        descriptors): try the tracker again, with the last follow set."""
+        if self.mode == "unavailable" and self._may_pass and self._last_follow is not None:
+            self.mode = "starting"
+            self.apply(self._last_follow)
 
     def _open(self, volumes_dir: str | None) -> None:
         for name in list(self._targets):
@@ -118,13 +132,12 @@ class Following:
             return
         try:
             self.tracker = self._opener(volumes_dir)
-        except TrackerUnavailable as error:
-            self.mode, self.reason = "unavailable", str(error)
-            log.warning("live sizes unavailable volumes_dir=%s reason=%s", volumes_dir, error)
-            return
-        except OSError as error:
-            self.mode, self.reason = "unavailable", f"{volumes_dir}: {error.strerror}"
-            log.warning("live sizes unavailable volumes_dir=%s reason=%s", volumes_dir, error)
+        except (TrackerUnavailable, OSError) as error:
+            # No privilege or no kernel support stays so; a missing directory may not.
+            self._may_pass = not isinstance(error, TrackerUnavailable)
+            reason = str(error) if isinstance(error, TrackerUnavailable) else error.strerror
+            self.mode, self.reason = "unavailable", f"{volumes_dir}: {reason}"
+            log.warning("live sizes unavailable volumes_dir=%s reason=%s", volumes_dir, reason)
             return
         self.mode, self.reason = "filesystem", None
         log.info("live sizes following volumes_dir=%s mode=filesystem", volumes_dir)
@@ -140,8 +153,7 @@ class Following:
     def _drop(self, name: str) -> None:
         self._targets.pop(name, None)
         if self._reading is not None and self._reading.name == name:
-            if self._reading.first:
-                self._reading.volume.close()
+            self._reading.volume.close()
             self._reading = None
         followed = self._live.pop(name, None)
         if followed is not None:
@@ -152,17 +164,21 @@ class Following:
         if name in self._pending:
             self._pending.remove(name)
 
-    def _make_stale(self, name: str, why: str) -> None:
+    def _make_stale(self, name: str, *, resync: bool = True) -> bool:
+        """Read it again (its figures say stale meanwhile); False if not followed.
+        `resync`: because its figures may be wrong (counted in resyncs_total)."""
         if name not in self._live or name in self._stale:
-            return
+            return False
         self._stale.add(name)
         self._changed.add(name)
-        self._pending.append(name)
-        self.resyncs_total += 1
-        log.warning("live volume stale, reading it again volume_id=%s reason=%s", name, why)
+        if self._reading is None or self._reading.name != name:
+            self._pending.append(name)
+        self.resyncs_total += resync
+        return True
 
     def resend_all(self) -> None:
         self._changed |= self._live.keys()
+        self._complete = True
 
     # --- events -----------------------------------------------------------------------
 
@@ -171,23 +187,24 @@ class Following:
         if self.tracker is None:
             return 0
         changes = self.tracker.read()
-        self._count(changes.events)
+        self.rate.count(changes.events)
         if changes.overflowed:
-            reading = self._reading
-            if reading is not None:  # what it read so far may have missed a change
-                self._reading = None
-                if reading.first:
-                    reading.volume.close()
-                self._pending.appendleft(reading.name)
-            for name in list(self._live):
-                if reading is None or name != reading.name:
-                    self._make_stale(name, "events were lost")
+            self._restart_reading()
+            stale = [name for name in list(self._live) if self._make_stale(name)]
+            log.warning("events were lost, reading again volumes=%d", len(stale))
             return changes.events
         self._refresh(changes)
         return changes.events
 
+    def _restart_reading(self) -> None:
+        """What the read in progress has read may have missed a change: start it over."""
+        reading = self._reading
+        if reading is not None:
+            self._reading = None
+            reading.volume.close()
+            self._pending.appendleft(reading.name)
+
     def _refresh(self, changes: Changes) -> None:
-        linked_before = any(self._live[name].volume.has_links() for name in self._live)
         now = utc_now()
         reading = self._reading
         for name, entries in changes.entries.items():
@@ -197,28 +214,34 @@ class Following:
                 continue
             followed = self._live.get(name)
             if followed is None or name in self._stale:
-                continue  # not read yet: its read will see it as it is
-            followed.volume.refresh(entries)
+                continue  # not read yet, or to be read again: that read will see it
+            if followed.volume.root_gone():
+                self._make_stale(name, resync=False)  # read from its root opened anew
+                log.info("live volume made again under its name volume_id=%s", name)
+                continue
+            try:
+                followed.volume.refresh(entries)
+            except TooDeep as error:
+                self._give_up(name, str(error))
+                continue
+            except OSError as error:  # a directory unreadable halfway: read it all again
+                log.warning("live volume refresh failed volume_id=%s error=%s", name, error)
+                self._make_stale(name)
+                continue
             followed.updated_at = now
             self._changed.add(name)
-        if linked_before and changes.entries:
+        if self._shared.changed:
             # A hard link may join volumes: a write through one changes the other's figures.
             for name, followed in self._live.items():
-                if followed.volume.has_links():
+                if name not in self._changed and followed.volume.holds_any(self._shared.changed):
                     followed.updated_at = now
                     self._changed.add(name)
+            self._shared.changed.clear()
 
-    def _count(self, events: int) -> None:
-        now = time.monotonic()
-        self.events_total += events
-        if events:
-            self._rate.append((now, events))
-        while self._rate and now - self._rate[0][0] > RATE_WINDOW_SECONDS:
-            self._rate.popleft()
-
-    def events_per_second(self) -> float:
-        self._count(0)
-        return sum(count for _, count in self._rate) / RATE_WINDOW_SECONDS
+    def _give_up(self, name: str, why: str) -> None:
+        self._not_followable[name] = why
+        self._drop(name)
+        log.warning("live volume not followed volume_id=%s reason=%s", name, why)
 
     # --- full reads -------------------------------------------------------------------
 
@@ -239,17 +262,15 @@ class Following:
             return True
         except StopIteration:
             pass
-        except OSError as error:  # the volume's root went unreadable under us
-            self._not_followable[reading.name] = f"cannot be read: {error.strerror}"
-            log.warning("live volume not followed volume_id=%s reason=%s", reading.name, error)
-            self._drop(reading.name)
+        except (TooDeep, OSError) as error:  # too deep, or the root went unreadable
+            self._give_up(reading.name, str(error))
             return True
         self._reading = None
         reading.volume.refresh(reading.held)  # what changed while it was read
-        if reading.first:
-            self._live[reading.name] = _Followed(reading.volume, utc_now())
-        else:
-            self._live[reading.name].updated_at = utc_now()
+        old = self._live.get(reading.name)
+        self._live[reading.name] = _Followed(reading.volume, utc_now())
+        if old is not None:
+            old.volume.close()
         self._stale.discard(reading.name)
         self._changed.add(reading.name)
         log.info(
@@ -261,41 +282,44 @@ class Following:
         return True
 
     def _start_reading(self) -> bool:
+        """Open the next waiting volume's root again (it may have been made anew)."""
         while self._pending:
             name = self._pending.popleft()
-            mountpoint = self._targets.get(name)
-            if mountpoint is None:
+            target = self._targets.get(name)
+            if target is None:
                 continue
-            followed = self._live.get(name)
-            if followed is not None:
-                volume, first = followed.volume, False
-            else:
-                try:
-                    roots = allowed_roots(self._scan_roots, self._volumes_dir)
-                    fd = open_confined(mountpoint, roots)
-                except ScanError as error:
-                    self._not_followable[name] = str(error)
-                    self._targets.pop(name, None)
-                    log.warning("live volume not followed volume_id=%s reason=%s", name, error)
-                    continue
-                volume, first = LiveVolume(fd, self._shared, read=False), True
-            self._reading = _Reading(name, volume, volume.reading(), first, time.monotonic())
+            try:
+                fd = open_confined(target.mountpoint, self._roots())
+            except ScanError as error:
+                self._give_up(name, str(error))
+                continue
+            if self.tracker is None or os.fstat(fd).st_dev != self.tracker.device:
+                os.close(fd)  # a mount on _data (driver options): no event of ours there
+                self._give_up(name, "another filesystem is mounted on it")
+                continue
+            volume = LiveVolume(fd, self._shared, read=False, tick=self._tick)
+            self._reading = _Reading(name, volume, volume.reading(), time.monotonic())
             return True
         return False
 
+    def _roots(self) -> list[str]:
+        return allowed_roots(self._scan_roots, self._volumes_dir)
+
     # --- what the gateway is told -----------------------------------------------------
 
-    def take_sizes(self) -> tuple[list[LiveSize], list[str]]:
-        """The figures changed since the last call, and the volumes no longer followed."""
+    def take_sizes(self) -> tuple[list[LiveSize], list[str], bool]:
+        """The figures changed since the last call, the volumes no longer followed, and
+        whether the figures are every followed volume's (a resend)."""
         sizes = [self._size(name) for name in sorted(self._changed) if name in self._live]
-        unfollowed = sorted(self._unfollowed)
+        unfollowed, complete = sorted(self._unfollowed), self._complete
         self._changed.clear()
         self._unfollowed.clear()
-        return sizes, unfollowed
+        self._complete = False
+        return sizes, unfollowed, complete
 
     def _size(self, name: str) -> LiveSize:
         followed = self._live[name]
-        figures: LiveFigures = followed.volume.figures()
+        figures = followed.volume.figures()
         return LiveSize(
             volume_id=name,
             total_size=figures.total_size,
@@ -307,15 +331,14 @@ class Following:
         )
 
     def has_changes(self) -> bool:
-        return bool(self._changed or self._unfollowed)
+        return bool(self._changed or self._unfollowed or self._complete)
 
-    def counts(self) -> dict[str, float | int]:
-        directories = sum(f.volume.directories() for f in self._live.values())
+    def counts(self) -> dict[str, int]:
         return {
             "followed": len(self._live) - len(self._stale),
             "pending": len(self._pending) + (self._reading is not None),
             "not_followable": len(self._not_followable),
-            "directories": directories,
+            "directories": sum(f.volume.directories() for f in self._live.values()),
         }
 
     def close(self) -> None:
@@ -324,8 +347,3 @@ class Following:
         if self.tracker is not None:
             self.tracker.close()
             self.tracker = None
-
-
-def process_rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -10,6 +10,7 @@ heartbeat names another instance) or a LiveFollow asking for it gets every figur
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -22,13 +23,16 @@ from common.logs import setup_logging
 from common.messages import GatewayHeartbeat, LiveFollow, LiveSizes, LiveStatus
 from common.settings import Settings
 from services.scanner.link import GatewayLink
-from services.scanner.live.follow import Following, process_rss
+from services.scanner.live.follow import Following
 from services.scanner.load import HostLoad
 from services.scanner.supervision import PoolChannel
 
 log = logging.getLogger(__name__)
 
+TRACKER_PROCESS_NAME = "vv-tracker"
+PR_SET_NAME = 15  # <linux/prctl.h>
 IDLE_POLL_SECONDS = 1.0
+RETRY_UNAVAILABLE_SECONDS = 30.0  # a tracker that could not be had is tried again this often
 BUSY_RETRY_SECONDS = 0.5  # a read held back by the host's load is tried again this soon
 # After a batch of events, the next waits this long to gather: one read per batch, not one
 # wake-up per change (bench/live.py: the CPU grows with the wake-ups, not the events).
@@ -48,7 +52,7 @@ class LiveTracker:
         self._channel = channel or PoolChannel(None)
         self._link = GatewayLink(settings, role="tracker")
         self._load = HostLoad(settings.scan_load_threshold_percent, pool_pid)
-        self._following = Following(settings.scan_roots, self._load.busy)
+        self._following = Following(settings.scan_roots, self._load.busy, tick=self._keep_time)
         self._epoch = uuid.uuid4().hex[:12]
         self._seq = 0
         self._gateway: str | None = None  # the instance we last heard
@@ -56,6 +60,7 @@ class LiveTracker:
         self._flush_at: float | None = None
         self._next_status = time.monotonic()
         self._next_take = 0.0  # events are read again from then on
+        self._next_retry = time.monotonic() + RETRY_UNAVAILABLE_SECONDS
         self._baseline_rss = process_rss()
 
     def install_signal_handlers(self) -> None:
@@ -84,6 +89,9 @@ class LiveTracker:
                 if self._flush_at is not None and time.monotonic() >= self._flush_at:
                     self._flush()
                 self._following.read_step()
+                if time.monotonic() >= self._next_retry:
+                    self._following.retry()
+                    self._next_retry = time.monotonic() + RETRY_UNAVAILABLE_SECONDS
         finally:
             self._following.close()
             self._link.close()
@@ -136,13 +144,17 @@ class LiveTracker:
         if self._link.check_liveness():
             self._following.resend_all()  # a new connection: the gateway may know nothing
             self._next_status = 0.0
+        self._keep_time()
+
+    def _keep_time(self) -> None:
+        """The heartbeat, due or not: also called from inside long reads (their ticks)."""
         if time.monotonic() >= self._next_status:
             self._send_status()
 
     def _flush(self) -> None:
         self._flush_at = None
-        sizes, unfollowed = self._following.take_sizes()
-        if not sizes and not unfollowed:
+        sizes, unfollowed, complete = self._following.take_sizes()
+        if not sizes and not unfollowed and not complete:
             return
         self._seq += 1
         self._link.send(
@@ -152,13 +164,14 @@ class LiveTracker:
                 seq=self._seq,
                 sizes=tuple(sizes),
                 unfollowed=tuple(unfollowed),
+                complete=complete,
             )
         )
 
     def _send_status(self) -> None:
         following = self._following
         counts = following.counts()
-        directories = int(counts["directories"])
+        directories = counts["directories"]
         grown = max(0, process_rss() - self._baseline_rss)
         self._link.send(
             LiveStatus(
@@ -168,11 +181,11 @@ class LiveTracker:
                 follow_version=following.follow_version,
                 mode=following.mode,
                 reason=following.reason,
-                followed=int(counts["followed"]),
-                pending=int(counts["pending"]),
-                not_followable=int(counts["not_followable"]),
-                events_per_second=round(following.events_per_second(), 1),
-                events_total=following.events_total,
+                followed=counts["followed"],
+                pending=counts["pending"],
+                not_followable=counts["not_followable"],
+                events_per_second=round(following.rate.per_second(), 1),
+                events_total=following.rate.total,
                 resyncs_total=following.resyncs_total,
                 directories=directories,
                 bytes_per_directory=round(grown / directories, 1) if directories else 0.0,
@@ -187,6 +200,19 @@ def run_tracker(
 ) -> None:
     """The tracker process's whole life: the target the pool spawns."""
     setup_logging("scanner", settings.log_level)
+    name_process(TRACKER_PROCESS_NAME)
     tracker = LiveTracker(settings, pool_pid=pool_pid, channel=PoolChannel(channel))
     tracker.install_signal_handlers()
     tracker.run()
+
+
+def name_process(name: str) -> None:
+    """The name `ps` and /proc/PID/comm show (spawned workers all look like `python -c
+    spawn_main`): an operator, or a test, can tell the tracker from the workers."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
+def process_rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -22,12 +22,25 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+
+from services.scanner.live.figures import LiveFigures, SharedInodes
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 WHOLE_DIRECTORY = "."  # the tracker's name for an event on a directory itself
-READ_STEP_DIRECTORIES = 256  # a full read hands control back this often (reading())
+# A full read hands control back this often (reading()), and any read calls `tick` every
+# TICK_ENTRIES entries, so the tracker's clock keeps running through a big directory.
+READ_STEP_DIRECTORIES = 256
+TICK_ENTRIES = 4096
+# Directories are opened component by component from the root (no symlink can be followed
+# on the way), so depth costs its square: deeper trees, and a bind mount of an ancestor
+# inside the volume (an endless tree), are left to walks, which keep a descriptor per level.
+MAX_DEPTH = 256
+
+
+class TooDeep(Exception):
+    """The volume holds a directory deeper than MAX_DEPTH: it is not followed live."""
 
 
 @dataclass(slots=True)
@@ -44,54 +57,22 @@ class _Dir:
         return len(self.links) + len(self.singles)  # every path, as file_count counts
 
 
-class SharedInodes:
-    """The size of every multi-link file the live volumes of one filesystem hold. A hard
-    link may join two volumes: a write through one path changes the other volume's figure
-    too, though only the first directory hears of it."""
-
-    def __init__(self) -> None:
-        self.figures: dict[int, tuple[int, int]] = {}  # st_ino -> (st_size, blocks * 512)
-        self._holders: dict[int, int] = {}  # st_ino -> how many volumes hold a link
-        self.volumes: list[LiveVolume] = []  # every live volume on this filesystem
-
-    def hold(self, ino: int, st: os.stat_result) -> None:
-        self.figures[ino] = (st.st_size, st.st_blocks * 512)
-        self._holders[ino] = self._holders.get(ino, 0) + 1
-
-    def update(self, ino: int, st: os.stat_result) -> None:
-        self.figures[ino] = (st.st_size, st.st_blocks * 512)
-
-    def release(self, ino: int) -> None:
-        left = self._holders.get(ino, 0) - 1
-        if left > 0:
-            self._holders[ino] = left
-        else:
-            self._holders.pop(ino, None)
-            self.figures.pop(ino, None)
-
-    def new_link_to(self, ino: int) -> None:
-        """A file just seen with several links: any volume that counted it as a single-link
-        file (the new link was made elsewhere) looks at that entry again."""
-        for volume in list(self.volumes):
-            volume.relink(ino)
-
-
-@dataclass(frozen=True, slots=True)
-class LiveFigures:
-    total_size: int
-    disk_usage: int
-    file_count: int
-    directory_count: int
-
-
 class LiveVolume:
     def __init__(
-        self, root_fd: int, shared: SharedInodes | None = None, *, read: bool = True
+        self,
+        root_fd: int,
+        shared: SharedInodes | None = None,
+        *,
+        read: bool = True,
+        tick: Callable[[], None] = lambda: None,
     ) -> None:
         """`root_fd`: the volume's data directory, opened confined (confine.py); kept.
         `shared`: the multi-link files of every live volume on the same filesystem.
-        `read`: read it in full now; else the caller drives `reading()`."""
+        `read`: read it in full now; else the caller drives `reading()`.
+        `tick`: called every TICK_ENTRIES entries read (the caller's clock)."""
         self._root_fd = root_fd
+        self._tick = tick
+        self._read_entries = 0
         self._dev = os.fstat(root_fd).st_dev
         self._shared = shared if shared is not None else SharedInodes()
         self._dirs: dict[str, _Dir] = {}
@@ -140,9 +121,16 @@ class LiveVolume:
             directory_count=len(self._dirs) - 1,  # below the root
         )
 
-    def has_links(self) -> bool:
-        """It holds multi-link files: a change in another volume may change its figures."""
-        return bool(self._links)
+    def root_gone(self) -> bool:
+        """Its data directory was removed (the volume too, perhaps made again under its name
+        since, at the same path: that one must be opened anew)."""
+        return os.fstat(self._root_fd).st_nlink == 0
+
+    def holds_any(self, inodes: set[int]) -> bool:
+        """It holds a link to one of these inodes (whose figures changed elsewhere)."""
+        if len(inodes) < len(self._links):
+            return any(ino in self._links for ino in inodes)
+        return any(ino in inodes for ino in self._links)
 
     def directories(self) -> int:
         """Directories followed: what the memory kept is proportional to."""
@@ -172,6 +160,11 @@ class LiveVolume:
 
     def _open(self, relative: str) -> int | None:
         """The directory, opened component by component without following a symlink."""
+        if relative and "/" not in relative:  # one component: O_NOFOLLOW covers it (no dup)
+            try:
+                return os.open(relative, _DIR_FLAGS, dir_fd=self._root_fd)
+            except OSError:
+                return None
         fd = os.dup(self._root_fd)
         for name in relative.split("/") if relative else []:
             try:
@@ -188,13 +181,20 @@ class LiveVolume:
             pass
 
     def _read_steps(self, relative: str) -> Iterator[None]:
+        """Raises TooDeep past MAX_DEPTH."""
         pending = [relative]
         read = 0
+        entries_at_step = self._read_entries
         while pending:
             read += 1
-            if read % READ_STEP_DIRECTORIES == 0:
+            if read % READ_STEP_DIRECTORIES == 0 or (
+                self._read_entries - entries_at_step >= TICK_ENTRIES
+            ):
+                entries_at_step = self._read_entries
                 yield
             current = pending.pop()
+            if current.count("/") >= MAX_DEPTH:
+                raise TooDeep(f"a directory deeper than {MAX_DEPTH} levels: {current[:200]!r}")
             fd = self._open(current)
             if fd is None:
                 continue
@@ -206,8 +206,15 @@ class LiveVolume:
                     self._drop_subtree(current)  # read again whole: what it held goes first
                 self._dirs[current] = _Dir(blocks=info.st_blocks * 512)
                 self._disk += info.st_blocks * 512
-                for name in os.listdir(fd):
+                try:
+                    names = os.listdir(fd)
+                except OSError:
+                    names = []  # unreadable now: its entries are looked at with its events
+                for name in names:
                     self._look(current, fd, name, read_new_subdirs=False)
+                    self._read_entries += 1
+                    if self._read_entries % TICK_ENTRIES == 0:
+                        self._tick()
             finally:
                 os.close(fd)
             pending.extend(_join(current, name) for name in self._dirs[current].subdirs)
@@ -352,17 +359,6 @@ class LiveVolume:
         if not links:
             del self._links[ino]
             self._shared.release(ino)
-
-
-def walked_figures(path: str) -> LiveFigures:
-    """What a fresh full walk of `path` reports, in the same shape: the figures a live
-    volume must equal once its changes are applied (tests and benchmarks check it)."""
-    from services.scanner.walk import walk_volume  # only checks need the walk
-
-    outcome = walk_volume(path)
-    return LiveFigures(
-        outcome.total_size, outcome.disk_usage, outcome.file_count, outcome.directory_count
-    )
 
 
 def _lstat(fd: int, name: str) -> os.stat_result | None:
