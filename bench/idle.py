@@ -18,11 +18,13 @@ import sys
 import time
 from collections.abc import Iterator
 
+import httpx
 import psutil
 from websockets.sync.client import ClientConnection, connect
 
 from bench.common import CouldNotMeasure, Engine, Report, Row, engine, median, run, services
 from tests.support.processes import SERVICES, Stack
+from tests.support.waiting import wait_until
 
 SETTLE_SECONDS = 3.0  # after start-up: the first snapshot, the first scheduler tick
 
@@ -71,6 +73,19 @@ def window(groups: list[list[psutil.Process]], seconds: float) -> list[float]:
     ]
 
 
+def live_settled(stack: Stack, volumes: int, timeout: float = 600.0) -> None:
+    """The live tracker's first read of every volume is start-up work, not idle: wait
+    until it follows them all (or says it cannot)."""
+
+    def settled() -> bool:
+        live = httpx.get(f"{stack.base_url}/api/v1/scheduler", timeout=30).json()["live"]
+        if live["mode"] in ("off", "unavailable"):
+            return True
+        return bool(live["active"] and live["followed_volumes"] >= volumes)
+
+    wait_until(settled, timeout, message="the live tracker never followed every volume")
+
+
 def measure(args: argparse.Namespace, report: Report) -> None:
     ours: list[float] = []
     each: dict[str, list[float]] = {name: [] for name in SERVICES}
@@ -85,6 +100,7 @@ def measure(args: argparse.Namespace, report: Report) -> None:
                 services(handle, volumes=args.volumes) as stack,
                 idle_clients(stack, args.clients),
             ):
+                live_settled(stack, args.volumes)
                 time.sleep(SETTLE_SECONDS)  # let start-up work end before the window
                 groups = [service_processes(stack, name) for name in SERVICES]
                 *shares, engine_share = window([*groups, engine_procs], args.window)

@@ -12,6 +12,7 @@ import shutil
 import signal
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.scanner.live.figures import walked_figures
 from tests.support.api import health, start_services
 from tests.support.engine import PrivateEngine
-from tests.support.file_changes import Operation, apply_change, operations
+from tests.support.file_changes import (
+    DEFAULT_TIMEOUT,
+    LONG_RUN_TIMEOUT,
+    Operation,
+    apply_change,
+    operations,
+)
 from tests.support.processes import Stack, pool_children
 from tests.support.trees import du_bytes, engine_volume_sizes, mountpoint
 from tests.support.waiting import wait_until
@@ -33,7 +40,8 @@ TEN_MB = 10 * 1000 * 1000
 SCANNER_ARGV = (sys.executable, "-m", "services.scanner")
 # Examples of the end-to-end property: each goes through the tracker, the bus and the API
 # (about a second); tests/test_live_volume.py runs hundreds in-process.
-EXAMPLES = 300 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 20
+LONG_RUN = os.environ.get("HYPOTHESIS_PROFILE") == "long"
+EXAMPLES = 300 if LONG_RUN else 20
 PROPERTY_VOLUMES = ("vv-p1", "vv-p2", "vv-p3")
 
 
@@ -220,6 +228,7 @@ def live_volumes(engine: PrivateEngine, stack: Stack) -> LiveVolumes:
     return LiveVolumes(stack, engine, [mountpoint(engine, name) for name in PROPERTY_VOLUMES])
 
 
+@pytest.mark.timeout(LONG_RUN_TIMEOUT if LONG_RUN else DEFAULT_TIMEOUT)
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -323,3 +332,33 @@ def test_a_volume_with_driver_options_is_left_to_walks(
     # One follow set held both (the watcher's first state): the plain one is followed.
     shown = volume(stack, "vv-bound")
     assert shown["size_source"] is None and shown["size_bytes"] is None
+
+
+def test_followed_volumes_are_walked_daily_the_others_on_the_interval(
+    engine: PrivateEngine, stack: Stack, tmp_path: Path
+) -> None:
+    device = tmp_path / "bound"
+    device.mkdir()
+    options = {"type": "none", "o": "bind", "device": str(device)}
+    engine.client.volumes.create("vv-walked", driver="local", driver_opts=options)
+    engine.client.volumes.create("vv-daily")
+    # Scheduled scans every 20 s (each volume's first within 20 s of being seen).
+    start_services(stack, "vv-walked", "vv-daily", VV_SCAN_INTERVAL=20)
+    wait_until(functools.partial(followed, stack, "vv-daily"), 20, message="never followed")
+
+    def scheduled() -> dict[str, dict[str, Any]]:
+        body = httpx.get(f"{stack.base_url}/api/v1/scheduler").json()
+        return {entry["volume_id"]: entry for entry in body["schedule"]}
+
+    def both_walked() -> bool:
+        return all(scheduled()[name]["last_scan_at"] for name in ("vv-walked", "vv-daily"))
+
+    wait_until(both_walked, 60, message="the first scheduled walks never ran")
+    entries = scheduled()
+    for name, at_most, at_least in (("vv-walked", 30, 0), ("vv-daily", None, 12 * 3600)):
+        last = datetime.fromisoformat(entries[name]["last_scan_at"])
+        gap = (datetime.fromisoformat(entries[name]["next_scan_at"]) - last).total_seconds()
+        assert gap >= at_least and (at_most is None or gap <= at_most), (name, gap)
+    assert httpx.get(f"{stack.base_url}/api/v1/scheduler").json()["live_interval_seconds"] == (
+        86400
+    )

@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 from services.scanner.live.changes import ChangeTracker, open_tracker
 from services.scanner.live.figures import SharedInodes, walked_figures
 from services.scanner.live.volume import LiveVolume
-from tests.support.file_changes import Operation, apply_change, operations
+from tests.support.file_changes import (
+    DEFAULT_TIMEOUT,
+    LONG_RUN_TIMEOUT,
+    Operation,
+    apply_change,
+    operations,
+)
 from tests.support.tmpfs import tmpfs_volumes
 from tests.support.trees import du_bytes
 
@@ -33,6 +39,7 @@ settings.register_profile(
 )
 settings.register_profile("long", parent=settings.get_profile("default"), max_examples=5000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+LONG_RUN = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 
 
 @dataclass
@@ -85,6 +92,7 @@ def followed(
             tracker.close()
 
 
+@pytest.mark.timeout(LONG_RUN_TIMEOUT if LONG_RUN else DEFAULT_TIMEOUT)
 @given(sequence=operations, settle_every=st.integers(1, 26))
 def test_live_figures_equal_a_fresh_walk_after_any_changes(
     followed: Followed, sequence: list[Operation], settle_every: int

@@ -13,6 +13,11 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
+# pytest-timeout's limit per test (pyproject.toml), and the one a long run of the property
+# tests (HYPOTHESIS_PROFILE=long) gets instead: thousands of examples take longer.
+DEFAULT_TIMEOUT = 300
+LONG_RUN_TIMEOUT = 3600
+
 
 def _entries(root: Path) -> tuple[list[Path], list[Path]]:
     """(directories including root, non-directories) below root, symlinks not followed."""

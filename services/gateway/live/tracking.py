@@ -75,6 +75,7 @@ class LiveTracking:
         self.resends = 0  # figures asked again (gaps, new trackers)
         self.lost = False  # a tracker was heard, then fell silent
         self._mode: str | None = None  # the tracker's, as last logged
+        self._unwritten: list[LiveSize] = []  # history points waiting for their write
         self._tasks: set[asyncio.Task[None]] = set()
         broker.live_listener = self
         catalog.on_membership(self._membership)
@@ -296,19 +297,23 @@ class LiveTracking:
 
     def _keep_point(self, size: LiveSize) -> None:
         self.points.stored(size)  # before the write, so no second point races it
-        self._spawn(self._store_point(size))
+        self._unwritten.append(size)
+        if len(self._unwritten) == 1:  # the first since the last write: one write for all
+            self._spawn(self._write_points())
 
-    async def _store_point(self, size: LiveSize) -> None:
-        result = self.catalog.latest_result(size.volume_id)
+    async def _write_points(self) -> None:
+        # Runs after the message is taken: every point of it (of them all) is in one write.
+        sizes, self._unwritten = self._unwritten, []
+        points = []
+        for size in sizes:
+            result = self.catalog.latest_result(size.volume_id)
+            points.append(point_of(size, result.filesystem_type if result else ""))
         try:
-            await self.store.add_live_point(
-                point_of(size, result.filesystem_type if result else "")
-            )
+            await self.store.add_live_points(points)
         except StoreNotWritable:
-            log.warning(
-                "live point not stored (database not writable) volume_id=%s", size.volume_id
-            )
-            self.points.forget(size.volume_id)  # the next figures try again
+            log.warning("live points not stored (database not writable) points=%d", len(sizes))
+            for size in sizes:
+                self.points.forget(size.volume_id)  # the next figures try again
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = start_essential(coroutine, "live-step", runs_forever=False)

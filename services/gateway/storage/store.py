@@ -212,18 +212,22 @@ class Store:
             rows = await cursor.fetchall()
         return [ScanResultData.model_validate_json(row[0]) for row in rows]
 
-    async def add_live_point(self, result: ScanResultData) -> None:
-        """A point of the live figures' history: a result row without a job."""
+    async def add_live_points(self, results: list[ScanResultData]) -> None:
+        """Points of the live figures' history (result rows without a job), in one
+        transaction: a tracker's first reads of thousands of volumes are one write."""
         async with self.writing() as db:
-            await db.execute(
+            await db.executemany(
                 "INSERT INTO scan_results (scan_id, volume_id, scanned_at, result_json)"
                 " VALUES (?, ?, ?, ?)",
-                (
-                    f"{LIVE_POINT_PREFIX}{uuid.uuid4().hex}",
-                    result.volume_id,
-                    utc_text(result.scanned_at),
-                    result.model_dump_json(),
-                ),
+                [
+                    (
+                        f"{LIVE_POINT_PREFIX}{uuid.uuid4().hex}",
+                        result.volume_id,
+                        utc_text(result.scanned_at),
+                        result.model_dump_json(),
+                    )
+                    for result in results
+                ],
             )
 
     async def count_results(self) -> int:

@@ -84,11 +84,15 @@ class Changes:
     """What one read found: per volume, the directories to re-read (relative paths inside
     the volume's `_data`, "" for its root), and whether events were lost."""
 
-    touched: dict[str, set[str]] = field(default_factory=dict)
     # per volume, per directory, the entries named ("." for the directory itself)
     entries: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     overflowed: bool = False
     events: int = 0  # events read, inside the volumes or not
+
+    @property
+    def touched(self) -> dict[str, set[str]]:
+        """Per volume, the directories whose entries changed."""
+        return {volume: set(directories) for volume, directories in self.entries.items()}
 
 
 class ChangeTracker:
@@ -171,7 +175,6 @@ class ChangeTracker:
                     volume, directory = place
                     name_end = buffer.find(b"\0", name_at, at + info_length)
                     name = os.fsdecode(buffer[name_at : name_end if name_end >= 0 else None])
-                    changes.touched.setdefault(volume, set()).add(directory)
                     names = changes.entries.setdefault(volume, {}).setdefault(directory, set())
                     names.add(name or ".")
             at += info_length

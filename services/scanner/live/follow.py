@@ -251,8 +251,8 @@ class Following:
     def read_step(self) -> bool:
         """One step of the current full read (or the start of the next), unless the host
         is busy; True when there was one to take."""
-        if self._is_busy():
-            return False
+        if not self.has_pending() or self._is_busy():
+            return False  # nothing to read costs no look at the host's load
         if self._reading is None and not self._start_reading():
             return False
         reading = self._reading

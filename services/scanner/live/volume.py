@@ -258,8 +258,27 @@ class LiveVolume:
         directory = self._dirs[relative]
         self._disk += info.st_blocks * 512 - directory.blocks
         directory.blocks = info.st_blocks * 512  # it grows as entries come
+        singles = directory.singles
         for name in names:
             st = _lstat(fd, name)
+            single = singles.get(name)
+            if (
+                single is not None
+                and st is not None
+                and single[0] == st.st_ino
+                and st.st_dev == self._dev
+                and st.st_nlink == 1
+                and not stat.S_ISDIR(st.st_mode)
+            ):
+                # The same single-link file, written: by far the most common change, so
+                # its figures move by the difference without forgetting and counting it.
+                size, disk = st.st_size, st.st_blocks * 512
+                directory.apparent += size - single[1]
+                directory.disk += disk - single[2]
+                self._apparent += size - single[1]
+                self._disk += disk - single[2]
+                singles[name] = (single[0], size, disk)
+                continue
             unchanged = (
                 not named
                 and st is not None
