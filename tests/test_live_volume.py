@@ -22,6 +22,7 @@ from services.scanner.live.figures import SharedInodes, walked_figures
 from services.scanner.live.volume import LiveVolume
 from tests.support.file_changes import (
     DEFAULT_TIMEOUT,
+    HARD_LINK,
     LONG_RUN_TIMEOUT,
     Operation,
     apply_change,
@@ -102,7 +103,7 @@ def test_live_figures_equal_a_fresh_walk_after_any_changes(
     followed.reset()
     for serial, operation in enumerate(sequence):
         apply_change([followed.data(name) for name in VOLUMES], operation, serial)
-        if (serial + 1) % settle_every == 0:
+        if (serial + 1) % settle_every == 0 or operation[0] == HARD_LINK:
             followed.settle()
     followed.settle()
     for volume in VOLUMES:

@@ -29,6 +29,11 @@ def _entries(root: Path) -> tuple[list[Path], list[Path]]:
 
 
 Operation = tuple[int, int, int, int, int]
+# A hard link the tracker has not read yet, written through and removed again, changes the
+# other link's file with no event naming it (the kernel reports the link count's change on
+# the inode, not under a name): a known limit (README, "Live sizes"), which the next walk
+# corrects. The property tests let the tracker read each new hard link before going on.
+HARD_LINK = 9
 operations = st.lists(
     st.tuples(
         st.integers(0, 10),  # what
