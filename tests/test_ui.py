@@ -122,12 +122,9 @@ def test_a_scan_shows_its_progress_then_the_size(
         }).observe(document.getElementById("volumes"), {childList: true, subtree: true});
         """
     )
-    # Rows are drawn again with every volume_update (the live tracker's too): look again.
-    browser.wait_for(
-        lambda: (
-            _row(browser, "vv-ui-scan").find_element(By.CSS_SELECTOR, "button.scan-button").click()
-            is None
-        )
+    # Rows are drawn again with every volume_update (the live tracker's too).
+    browser.click(
+        lambda: _row(browser, "vv-ui-scan").find_element(By.CSS_SELECTOR, "button.scan-button")
     )
     browser.wait_for(
         lambda: _row(browser, "vv-ui-scan").find_elements(By.CSS_SELECTOR, ".scan-done"),
@@ -198,7 +195,9 @@ def test_the_detail_view_draws_the_tree_and_descends(
     assert "/big/inner/data" in largest.splitlines()[0]
     _screenshot(browser, tmp_path, "detail")
 
-    browser.driver.find_element(By.CSS_SELECTOR, '#treemap a[data-path="/big"]').click()
+    browser.click(
+        lambda: browser.driver.find_element(By.CSS_SELECTOR, '#treemap a[data-path="/big"]')
+    )
     inner = browser.wait_for(
         lambda: set(_tiles(browser)) == {"/big/inner", "/big/other"} and _tiles(browser),
         what="the map did not descend into /big",
@@ -230,13 +229,13 @@ def test_a_gateway_restart_reconnects_and_shows_each_outcome_once(
     def scan_button() -> Any:
         return _row(browser, "vv-ui-restart").find_element(By.CSS_SELECTOR, "button.scan-button")
 
-    scan_button().click()  # one outcome before the restart
+    browser.click(scan_button)  # one outcome before the restart
     first = browser.wait_for(lambda: _recent(browser), timeout=30, what="no outcome")
     held, _ = pool_children(stack)  # the workers
     for process in held:
         process.suspend()  # the next scan's outcome is held by its worker...
     browser.wait_for(lambda: scan_button().is_enabled(), what="the button stayed disabled")
-    scan_button().click()
+    browser.click(scan_button)
     browser.wait_for(
         lambda: _row(browser, "vv-ui-restart").find_elements(By.CSS_SELECTOR, "progress"),
         what="the second scan never showed as running",

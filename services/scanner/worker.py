@@ -37,6 +37,7 @@ from common.settings import Settings
 from services.scanner.cpu_share import CpuShare
 from services.scanner.link import GatewayLink
 from services.scanner.load import HostLoad
+from services.scanner.procname import WORKER_PROCESS_NAME, name_process
 from services.scanner.scan_thread import ScanThread
 from services.scanner.supervision import PoolChannel
 from services.scanner.tree import TreeOptions
@@ -384,6 +385,7 @@ def run_worker(
     board_index: int | None = None,
 ) -> None:
     """A worker process's whole life: the target the pool spawns."""
+    name_process(WORKER_PROCESS_NAME)
     setup_logging("scanner", settings.log_level)
     worker = ScanWorker(
         settings,

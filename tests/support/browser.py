@@ -67,6 +67,11 @@ class Browser:
             ignored_exceptions=(StaleElementReferenceException, NoSuchElementException),
         ).until(lambda _driver: condition(), message=what)
 
+    def click(self, find: Callable[[], Any], what: str = "") -> None:
+        """Click the element `find()` returns, finding it again if the page redrew it between
+        the finding and the click (a stale element is never clicked)."""
+        self.wait_for(lambda: find().click() is None, what=what or "the element was not clickable")
+
     def wait_for_text(self, element_id: str, needle: str, timeout: float = 15) -> str:
         return str(
             self.wait_for(

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from services.scanner.live.process import TRACKER_PROCESS_NAME
+from services.scanner.procname import TRACKER_PROCESS_NAME, WORKER_PROCESS_NAME
 from tests.support.waiting import wait_until
 from tests.support.ws import WsClient
 
@@ -340,14 +340,25 @@ class Stack:
 
 def pool_children(stack: Stack) -> tuple[list[psutil.Process], psutil.Process | None]:
     """The scanner pool's worker processes (not multiprocessing's resource tracker), and its
-    live-size tracker (named by prctl, services/scanner/live/process.py), if running."""
-    workers, tracker = [], None
-    for child in psutil.Process(stack["scanner"].pid).children():
-        try:
-            if child.name() == TRACKER_PROCESS_NAME:
-                tracker = child
-            elif "spawn_main" in " ".join(child.cmdline()):
-                workers.append(child)
-        except psutil.Error:
-            continue  # exited (or a zombie not yet reaped)
-    return workers, tracker
+    live-size tracker, if running. Each names itself first thing
+    (services/scanner/procname.py); a child just spawned is waited for until it has."""
+    named: dict[str, list[psutil.Process]] = {}
+
+    def all_named() -> bool:
+        named.clear()
+        for child in psutil.Process(stack["scanner"].pid).children():
+            try:
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    continue  # exited, not yet reaped
+                name, cmdline = child.name(), " ".join(child.cmdline())
+            except psutil.Error:
+                continue  # exited
+            if name in (WORKER_PROCESS_NAME, TRACKER_PROCESS_NAME):
+                named.setdefault(name, []).append(child)
+            elif "spawn_main" in cmdline:
+                return False  # spawned, not yet named
+        return True
+
+    wait_until(all_named, 30, message="a pool child never named itself")
+    trackers = named.get(TRACKER_PROCESS_NAME, [])
+    return named.get(WORKER_PROCESS_NAME, []), (trackers[0] if trackers else None)

@@ -10,7 +10,6 @@ heartbeat names another instance) or a LiveFollow asking for it gets every figur
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -25,12 +24,11 @@ from common.settings import Settings
 from services.scanner.link import GatewayLink
 from services.scanner.live.follow import Following
 from services.scanner.load import HostLoad
+from services.scanner.procname import TRACKER_PROCESS_NAME, name_process
 from services.scanner.supervision import PoolChannel
 
 log = logging.getLogger(__name__)
 
-TRACKER_PROCESS_NAME = "vv-tracker"
-PR_SET_NAME = 15  # <linux/prctl.h>
 IDLE_POLL_SECONDS = 1.0
 RETRY_UNAVAILABLE_SECONDS = 30.0  # a tracker that could not be had is tried again this often
 BUSY_RETRY_SECONDS = 0.5  # a read held back by the host's load is tried again this soon
@@ -199,18 +197,11 @@ def run_tracker(
     settings: Settings, pool_pid: int | None = None, channel: Connection | None = None
 ) -> None:
     """The tracker process's whole life: the target the pool spawns."""
-    setup_logging("scanner", settings.log_level)
     name_process(TRACKER_PROCESS_NAME)
+    setup_logging("scanner", settings.log_level)
     tracker = LiveTracker(settings, pool_pid=pool_pid, channel=PoolChannel(channel))
     tracker.install_signal_handlers()
     tracker.run()
-
-
-def name_process(name: str) -> None:
-    """The name `ps` and /proc/PID/comm show (spawned workers all look like `python -c
-    spawn_main`): an operator, or a test, can tell the tracker from the workers."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def process_rss() -> int:
