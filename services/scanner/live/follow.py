@@ -87,6 +87,9 @@ class Following:
         self._complete = False  # the next sizes sent are every followed volume's
         self.rate = EventRate()
         self.resyncs_total = 0
+        # The followed directories, summed again only after a change: the status goes out
+        # every heartbeat, and a sum over thousands of idle volumes was most of its cost.
+        self._directories: int | None = None
 
     # --- what the gateway asks --------------------------------------------------------
 
@@ -159,6 +162,7 @@ class Following:
         if followed is not None:
             followed.volume.close()
             self._unfollowed.add(name)
+            self._directories = None
         self._stale.discard(name)
         self._changed.discard(name)
         if name in self._pending:
@@ -207,6 +211,8 @@ class Following:
     def _refresh(self, changes: Changes) -> None:
         now = utc_now()
         reading = self._reading
+        if changes.entries:
+            self._directories = None
         for name, entries in changes.entries.items():
             if reading is not None and name == reading.name:
                 for directory, names in entries.items():
@@ -273,6 +279,7 @@ class Following:
             old.volume.close()
         self._stale.discard(reading.name)
         self._changed.add(reading.name)
+        self._directories = None
         log.info(
             "live volume read volume_id=%s directories=%d elapsed_ms=%d",
             reading.name,
@@ -338,8 +345,13 @@ class Following:
             "followed": len(self._live) - len(self._stale),
             "pending": len(self._pending) + (self._reading is not None),
             "not_followable": len(self._not_followable),
-            "directories": sum(f.volume.directories() for f in self._live.values()),
+            "directories": self._followed_directories(),
         }
+
+    def _followed_directories(self) -> int:
+        if self._directories is None:
+            self._directories = sum(f.volume.directories() for f in self._live.values())
+        return self._directories
 
     def close(self) -> None:
         for name in list(self._targets) + list(self._live):
