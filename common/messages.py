@@ -267,7 +267,7 @@ class ScanAck(_Message):
 
 # --- live sizes (scanner tracker <-> gateway) ------------------------------------------
 
-LiveMode = Literal["filesystem", "unavailable", "starting"]
+LiveMode = Literal["filesystem", "directories", "unavailable", "starting"]
 
 
 class LiveTarget(BaseModel):

@@ -142,7 +142,9 @@ class Settings(BaseSettings):
     tree_min_share: float = Field(0.001, ge=0, le=1, validation_alias=_env("VV_TREE_MIN_SHARE"))
 
     # --- live sizes (issue 13)
-    live_sizes: Literal["auto", "off"] = Field("auto", validation_alias=_env("VV_LIVE_SIZES"))
+    live_sizes: Literal["auto", "directories", "off"] = Field(
+        "auto", validation_alias=_env("VV_LIVE_SIZES")
+    )
     live_history_interval_seconds: float = Field(
         600.0, gt=0, validation_alias=_env("VV_LIVE_HISTORY_INTERVAL")
     )

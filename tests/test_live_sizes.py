@@ -191,7 +191,7 @@ def test_lost_events_make_the_volume_stale_then_exact(engine: PrivateEngine, sta
     assert volume(stack, "vv-flood")["size_stale"] is False
 
 
-def test_without_the_privilege_the_tracker_says_so_and_walks_measure(
+def test_without_the_privilege_the_tracker_follows_directories_and_says_why(
     engine: PrivateEngine, stack: Stack
 ) -> None:
     engine.client.volumes.create("vv-nopriv")
@@ -202,16 +202,14 @@ def test_without_the_privilege_the_tracker_says_so_and_walks_measure(
     # The scanner as users run it, without CAP_SYS_ADMIN in its bounding set.
     stack.process("scanner", [setpriv, "--bounding-set=-sys_admin", "--", *SCANNER_ARGV])
     start_services(stack, "vv-nopriv")
-    wait_until(lambda: live_state(stack)["mode"] == "unavailable", 20, message="no mode reported")
+    wait_until(lambda: live_state(stack)["mode"] == "directories", 20, message="no mode reported")
     state = live_state(stack)
-    assert state["active"] is False and "CAP_SYS_ADMIN" in state["reason"]
-    assert "not active" in health(stack)["live_sizes"]["message"]
-    response = httpx.post(
-        f"{stack.base_url}/api/v1/volumes/vv-nopriv/size/refresh", json=None, timeout=60
-    )
-    assert response.status_code == 200, response.text
-    shown = volume(stack, "vv-nopriv")
-    assert shown["size_source"] == "walk" and shown["size_bytes"] == 1234
+    assert state["active"] is True and "CAP_SYS_ADMIN" in state["reason"]
+    assert "active (directories)" in health(stack)["live_sizes"]["message"]
+    root = mountpoint(engine, "vv-nopriv")
+    (root / "more").mkdir()
+    (root / "more" / "g").write_bytes(b"m" * 4321)  # in a directory marked after it was made
+    wait_until(lambda: shows_walk(stack, "vv-nopriv", root), 20, message="never live and exact")
 
 
 @dataclass

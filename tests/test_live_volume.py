@@ -71,17 +71,26 @@ class Followed:
         self.settle()
 
 
-@pytest.fixture(scope="module", params=["tmpfs", "ext4"])
+@pytest.fixture(
+    scope="module",
+    # The filesystem mark, and the per-directory marks of a tracker without privilege.
+    params=[("tmpfs", True), ("ext4", True), ("tmpfs", False), ("ext4", False)],
+    ids=["tmpfs", "ext4", "tmpfs-directories", "ext4-directories"],
+)
 def followed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Followed]:
+    kind, filesystem_mark = request.param
     where = tmp_path_factory.mktemp("live")
-    with tmpfs_volumes(where, VOLUMES, request.param) as volumes_dir:
-        tracker = open_tracker(str(volumes_dir))
+    with tmpfs_volumes(where, VOLUMES, kind) as volumes_dir:
+        tracker = open_tracker(str(volumes_dir), filesystem_mark=filesystem_mark)
+        assert tracker.mode == ("filesystem" if filesystem_mark else "directories")
         shared = SharedInodes()  # one filesystem: a hard link may join two volumes
         live = {
             name: LiveVolume(
-                os.open(volumes_dir / name / "_data", os.O_RDONLY | os.O_DIRECTORY), shared
+                os.open(volumes_dir / name / "_data", os.O_RDONLY | os.O_DIRECTORY),
+                shared,
+                watch=tracker.watch_for(name),
             )
             for name in VOLUMES
         }

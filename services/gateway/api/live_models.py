@@ -7,10 +7,12 @@ from pydantic import BaseModel, Field
 
 class LiveTrackingOut(BaseModel):
     enabled: bool = Field(description="VV_LIVE_SIZES is not off")
-    active: bool = Field(description="a tracker is heard and follows the filesystem")
+    active: bool = Field(description="a tracker is heard and follows the volumes")
     mode: str = Field(
         description="filesystem (one fanotify mark on the volumes' filesystem), "
-        "unavailable (reason says why), starting, no tracker, or off"
+        "directories (each volume directory marked, where the filesystem mark is not "
+        "allowed: reason says why), unavailable (reason says why), starting, no tracker, "
+        "or off"
     )
     reason: str | None
     tracker_id: str | None

@@ -97,7 +97,7 @@ class LiveTracking:
         """A tracker is heard and follows the filesystem."""
         status = self.last_status
         fresh = time.monotonic() - self._heard_at <= self._liveness
-        return status is not None and fresh and status.mode == "filesystem"
+        return status is not None and fresh and status.mode in ("filesystem", "directories")
 
     def follows(self, volume_id: str) -> bool:
         """Its figures are live and exact now: scheduled walks are only the safety net."""

@@ -10,8 +10,11 @@ coalesced: per volume, the directories (relative to its `_data`) whose entries c
 for the caller to re-read. When the kernel's queue overflowed, the events since are not
 known: the read says so, and every volume must be walked again.
 
-Where fanotify cannot be had (no privilege, an old kernel, a filesystem without file
-handles), `open_tracker` says why and the caller keeps to scheduled walks.
+Where the filesystem mark or the handles cannot be had (no CAP_SYS_ADMIN or
+CAP_DAC_READ_SEARCH), the same group follows each volume's directories, marked one by one
+as they are read (marks.py; Linux 5.13 or later, no privilege). Where fanotify cannot be
+had at all (an old kernel, a filesystem without file handles), `open_tracker` says why and
+the caller keeps to scheduled walks.
 """
 
 from __future__ import annotations
@@ -19,60 +22,35 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import struct
 from dataclasses import dataclass, field
+from typing import Literal
 
-# <linux/fanotify.h>
-FAN_CLOEXEC = 0x1
-FAN_NONBLOCK = 0x2
-FAN_CLASS_NOTIF = 0x0
-FAN_REPORT_DFID_NAME = 0xC00  # FAN_REPORT_DIR_FID | FAN_REPORT_NAME
-FAN_MARK_ADD = 0x1
-FAN_MARK_FILESYSTEM = 0x100
-FAN_MODIFY = 0x2
-FAN_ATTRIB = 0x4
-FAN_CLOSE_WRITE = 0x8
-FAN_MOVED_FROM = 0x40
-FAN_MOVED_TO = 0x80
-FAN_CREATE = 0x100
-FAN_DELETE = 0x200
-FAN_Q_OVERFLOW = 0x4000
-FAN_ONDIR = 0x40000000
-FAN_EVENT_INFO_TYPE_DFID_NAME = 2
-AT_FDCWD = -100
-
-# What changes a size: entries created, removed or moved, data written or truncated, and
-# link counts (a hard link's bytes count once, wherever the walk met it first).
-WATCHED = (
-    (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_MODIFY | FAN_ATTRIB)
-    | FAN_CLOSE_WRITE
-    | FAN_ONDIR
+from services.scanner.live.fanotify import (
+    AT_FDCWD,
+    FAN_CLASS_NOTIF,
+    FAN_CLOEXEC,
+    FAN_DELETE,
+    FAN_EVENT_INFO_TYPE_DFID_NAME,
+    FAN_MARK_ADD,
+    FAN_MARK_FILESYSTEM,
+    FAN_MOVED_FROM,
+    FAN_MOVED_TO,
+    FAN_NONBLOCK,
+    FAN_ONDIR,
+    FAN_Q_OVERFLOW,
+    FAN_REPORT_DFID_NAME,
+    FSID_BYTES,
+    HANDLE_HEADER,
+    INFO_HEADER,
+    METADATA,
+    WATCHED,
+    file_handle,
+    libc,
+    why,
 )
+from services.scanner.live.marks import MarkTable, VolumeMarks, directory_handle
 
-_METADATA = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
-_INFO_HEADER = struct.Struct("=BBH")  # info_type, pad, len
-_FSID_BYTES = 8
-_HANDLE_HEADER = struct.Struct("=Ii")  # handle_bytes, handle_type
 READ_BYTES = 256 * 1024
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
-_libc.fanotify_mark.argtypes = [
-    ctypes.c_int,
-    ctypes.c_uint,
-    ctypes.c_uint64,
-    ctypes.c_int,
-    ctypes.c_char_p,
-]
-_libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
-_libc.name_to_handle_at.argtypes = [
-    ctypes.c_int,
-    ctypes.c_char_p,
-    ctypes.c_void_p,
-    ctypes.c_void_p,
-    ctypes.c_int,
-]
-MAX_HANDLE_SZ = 128
 
 
 class TrackerUnavailable(Exception):
@@ -96,17 +74,35 @@ class Changes:
 
 
 class ChangeTracker:
-    """A fanotify group following the filesystem of `volumes_dir`; see the module."""
+    """A fanotify group following the filesystem of `volumes_dir` (a filesystem mark,
+    `mount_fd` to resolve handles), or only the directories marked in `marks`."""
 
-    def __init__(self, fanotify_fd: int, mount_fd: int, volumes_dir: str) -> None:
+    def __init__(
+        self,
+        fanotify_fd: int,
+        mount_fd: int | None,
+        volumes_dir: str,
+        marks: MarkTable | None = None,
+        reason: str | None = None,
+    ) -> None:
         self._fd = fanotify_fd
         self._mount_fd = mount_fd  # open_by_handle_at resolves handles on this filesystem
-        self.device = os.fstat(mount_fd).st_dev  # the filesystem marked
+        self.marks = marks
+        self.reason = reason  # why it follows directories, not the filesystem
+        self.device = os.stat(volumes_dir).st_dev  # the filesystem followed
         self._volumes_dir = os.path.realpath(volumes_dir)
         # handle bytes -> (volume, directory inside its _data), or None outside volumes
         self._places: dict[bytes, tuple[str, str] | None] = {}
         # handles of directories under the volumes directory (in a volume's data or not)
         self._inside: set[bytes] = set()
+
+    @property
+    def mode(self) -> Literal["filesystem", "directories"]:
+        return "filesystem" if self.marks is None else "directories"
+
+    def watch_for(self, volume: str) -> VolumeMarks | None:
+        """What a live volume of that name must tell of its directories (marks), if any."""
+        return self.marks.for_volume(volume) if self.marks is not None else None
 
     def fileno(self) -> int:
         """Readable while events wait."""
@@ -114,7 +110,8 @@ class ChangeTracker:
 
     def close(self) -> None:
         os.close(self._fd)
-        os.close(self._mount_fd)
+        if self._mount_fd is not None:
+            os.close(self._mount_fd)
 
     def read(self) -> Changes:
         """Every event waiting now, coalesced; never blocks."""
@@ -131,9 +128,9 @@ class ChangeTracker:
 
     def _take(self, buffer: bytes, changes: Changes) -> None:
         at = 0
-        while at + _METADATA.size <= len(buffer):
-            length, _version, _, metadata_length, mask, fd, _pid = _METADATA.unpack_from(buffer, at)
-            if metadata_length < _METADATA.size or length < metadata_length:
+        while at + METADATA.size <= len(buffer):
+            length, _version, _, metadata_length, mask, fd, _pid = METADATA.unpack_from(buffer, at)
+            if metadata_length < METADATA.size or length < metadata_length:
                 break  # malformed: the kernel never sends it; stop rather than loop
             changes.events += 1
             if fd >= 0:
@@ -144,7 +141,7 @@ class ChangeTracker:
             else:
                 inside = self._record(buffer, at + metadata_length, at + length, changes)
                 moved = mask & FAN_ONDIR and mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)
-                if moved and inside:
+                if moved and inside and self.marks is None:
                     # A directory moved or went in the volumes directory (into it or out of
                     # it too): a handle kept may now name another path. Elsewhere on the
                     # filesystem, no kept place changes.
@@ -160,14 +157,14 @@ class ChangeTracker:
         when that directory is under the volumes directory."""
         inside = False
         at = start
-        while at + _INFO_HEADER.size <= end:
-            info_type, _, info_length = _INFO_HEADER.unpack_from(buffer, at)
+        while at + INFO_HEADER.size <= end:
+            info_type, _, info_length = INFO_HEADER.unpack_from(buffer, at)
             if info_length == 0:
                 return inside
             if info_type == FAN_EVENT_INFO_TYPE_DFID_NAME:
-                handle_at = at + _INFO_HEADER.size + _FSID_BYTES
-                handle_bytes, _ = _HANDLE_HEADER.unpack_from(buffer, handle_at)
-                name_at = handle_at + _HANDLE_HEADER.size + handle_bytes
+                handle_at = at + INFO_HEADER.size + FSID_BYTES
+                handle_bytes, _ = HANDLE_HEADER.unpack_from(buffer, handle_at)
+                name_at = handle_at + HANDLE_HEADER.size + handle_bytes
                 handle = buffer[handle_at:name_at]
                 place = self._place(handle, changes)
                 inside = inside or handle in self._inside
@@ -181,6 +178,8 @@ class ChangeTracker:
         return inside
 
     def _place(self, handle: bytes, changes: Changes) -> tuple[str, str] | None:
+        if self.marks is not None:
+            return self.marks.place(handle)  # a directory we did not mark is none of ours
         if handle in self._places:
             return self._places[handle]
         try:
@@ -196,7 +195,7 @@ class ChangeTracker:
         inside a volume's data, or is gone already (its parent's event covers it). Raises
         OSError when the handle could not be looked at (descriptors, memory)."""
         raw = ctypes.create_string_buffer(handle, len(handle))
-        fd = _libc.open_by_handle_at(self._mount_fd, raw, os.O_PATH | os.O_CLOEXEC)
+        fd = libc.open_by_handle_at(self._mount_fd, raw, os.O_PATH | os.O_CLOEXEC)
         if fd < 0:
             number = ctypes.get_errno()
             if number in (errno.ESTALE, errno.ENOENT):
@@ -222,64 +221,71 @@ def volume_place(volumes_dir: str, path: str) -> tuple[str, str] | None:
     return volume, rest[len("_data/") :] if rest != "_data" else ""
 
 
-def open_tracker(volumes_dir: str) -> ChangeTracker:
-    """A tracker following the filesystem of `volumes_dir`; TrackerUnavailable if fanotify
-    cannot do it here (the reason says what is missing)."""
+def open_tracker(volumes_dir: str, *, filesystem_mark: bool = True) -> ChangeTracker:
+    """A tracker following the filesystem of `volumes_dir`, or else its volumes'
+    directories one by one (always, unless `filesystem_mark`); TrackerUnavailable if
+    fanotify cannot do either here (the reason says what is missing)."""
     flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME
-    fd = _libc.fanotify_init(flags, os.O_RDONLY | os.O_CLOEXEC)
+    fd = libc.fanotify_init(flags, os.O_RDONLY | os.O_CLOEXEC)
     if fd < 0:
-        raise TrackerUnavailable(_why("fanotify_init", ctypes.get_errno()))
+        raise TrackerUnavailable(why("fanotify_init", ctypes.get_errno()))
     try:
-        marked = _libc.fanotify_mark(
-            fd,
-            FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
-            WATCHED,
-            AT_FDCWD,
-            os.fsencode(volumes_dir),
-        )
-        if marked < 0:
-            raise TrackerUnavailable(_why("fanotify_mark", ctypes.get_errno()))
-        mount_fd = os.open(volumes_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        why_not = _mark_filesystem(fd, volumes_dir) if filesystem_mark else "VV_LIVE_SIZES"
+        if isinstance(why_not, int):
+            return ChangeTracker(fd, why_not, volumes_dir)
+        _check_directory_handles(volumes_dir)
+        return ChangeTracker(fd, None, volumes_dir, MarkTable(fd, WATCHED), reason=why_not)
     except BaseException:
         os.close(fd)
         raise
-    tracker = ChangeTracker(fd, mount_fd, volumes_dir)
+
+
+def _mark_filesystem(fd: int, volumes_dir: str) -> int | str:
+    """The mark on the whole filesystem, and a descriptor to resolve its handles on; or
+    why it cannot be had."""
+    marked = libc.fanotify_mark(
+        fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, WATCHED, AT_FDCWD, os.fsencode(volumes_dir)
+    )
+    if marked < 0:
+        number = ctypes.get_errno()
+        if number != errno.EPERM:
+            raise TrackerUnavailable(why("fanotify_mark", number))
+        return why("fanotify_mark", number)
+    mount_fd = os.open(volumes_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         _check_handles(volumes_dir, mount_fd)
+    except TrackerUnavailable as error:
+        os.close(mount_fd)
+        return str(error)
     except BaseException:
-        tracker.close()
+        os.close(mount_fd)
         raise
-    return tracker
+    return mount_fd
+
+
+def _check_directory_handles(volumes_dir: str) -> None:
+    """Per-directory marks place events by the handles taken when marking: prove the
+    filesystem gives them."""
+    fd = os.open(volumes_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        directory_handle(fd)
+    except OSError as error:
+        raise TrackerUnavailable(why("name_to_handle_at", error.errno or 0)) from None
+    finally:
+        os.close(fd)
 
 
 def _check_handles(volumes_dir: str, mount_fd: int) -> None:
     """Events name directories by handle: prove one can be opened again here (it takes
     CAP_DAC_READ_SEARCH, which a container given only CAP_SYS_ADMIN lacks)."""
-    handle = ctypes.create_string_buffer(_HANDLE_HEADER.size + MAX_HANDLE_SZ)
-    _HANDLE_HEADER.pack_into(handle, 0, MAX_HANDLE_SZ, 0)
-    mount_id = ctypes.c_int()
-    if (
-        _libc.name_to_handle_at(
-            AT_FDCWD, os.fsencode(volumes_dir), handle, ctypes.byref(mount_id), 0
-        )
-        < 0
-    ):
-        raise TrackerUnavailable(_why("name_to_handle_at", ctypes.get_errno()))
-    fd = _libc.open_by_handle_at(mount_fd, handle, os.O_PATH | os.O_CLOEXEC)
+    try:
+        handle = file_handle(AT_FDCWD, os.fsencode(volumes_dir), 0)
+    except OSError as error:
+        raise TrackerUnavailable(why("name_to_handle_at", error.errno or 0)) from None
+    raw = ctypes.create_string_buffer(handle, len(handle))
+    fd = libc.open_by_handle_at(mount_fd, raw, os.O_PATH | os.O_CLOEXEC)
     if fd < 0:
         number = ctypes.get_errno()
         reason = "needs CAP_DAC_READ_SEARCH" if number == errno.EPERM else "unexpected"
         raise TrackerUnavailable(f"open_by_handle_at: {os.strerror(number)} ({reason})")
     os.close(fd)
-
-
-def _why(call: str, number: int) -> str:
-    reasons = {
-        errno.EPERM: "needs CAP_SYS_ADMIN",
-        errno.EINVAL: "the kernel is older than 5.9 (no FAN_REPORT_DFID_NAME)",
-        errno.ENOSYS: "the kernel has no fanotify",
-        errno.EOPNOTSUPP: "the filesystem has no file handles",
-        errno.EXDEV: "the filesystem has no unique id (fsid)",
-        errno.ENODEV: "the filesystem has no file handles",
-    }
-    return f"{call}: {os.strerror(number)} ({reasons.get(number, 'unexpected')})"

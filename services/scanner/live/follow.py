@@ -32,7 +32,7 @@ from services.scanner.live.changes import (
 )
 from services.scanner.live.counters import EventRate
 from services.scanner.live.figures import SharedInodes
-from services.scanner.live.volume import LiveVolume, TooDeep
+from services.scanner.live.volume import LiveVolume, NotFollowable
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,13 @@ class Following:
             self.mode, self.reason = "unavailable", f"{volumes_dir}: {reason}"
             log.warning("live sizes unavailable volumes_dir=%s reason=%s", volumes_dir, reason)
             return
-        self.mode, self.reason = "filesystem", None
-        log.info("live sizes following volumes_dir=%s mode=filesystem", volumes_dir)
+        self.mode, self.reason = self.tracker.mode, self.tracker.reason
+        log.info(
+            "live sizes following volumes_dir=%s mode=%s reason=%s",
+            volumes_dir,
+            self.mode,
+            self.reason or "-",
+        )
 
     def _why_not(self, target: LiveTarget) -> str | None:
         if self.tracker is None or self._volumes_dir is None:
@@ -227,7 +232,7 @@ class Following:
                 continue
             try:
                 followed.volume.refresh(entries)
-            except TooDeep as error:
+            except NotFollowable as error:
                 self._give_up(name, str(error))
                 continue
             except OSError as error:  # a directory unreadable halfway: read it all again
@@ -268,7 +273,7 @@ class Following:
             return True
         except StopIteration:
             pass
-        except (TooDeep, OSError) as error:  # too deep, or the root went unreadable
+        except (NotFollowable, OSError) as error:  # too deep, or the root went unreadable
             self._give_up(reading.name, str(error))
             return True
         self._reading = None
@@ -304,7 +309,8 @@ class Following:
                 os.close(fd)  # a mount on _data (driver options): no event of ours there
                 self._give_up(name, "another filesystem is mounted on it")
                 continue
-            volume = LiveVolume(fd, self._shared, read=False, tick=self._tick)
+            watch = self.tracker.watch_for(name)
+            volume = LiveVolume(fd, self._shared, read=False, tick=self._tick, watch=watch)
             self._reading = _Reading(name, volume, volume.reading(), time.monotonic())
             return True
         return False

@@ -10,6 +10,7 @@ heartbeat names another instance) or a LiveFollow asking for it gets every figur
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from common.logs import setup_logging
 from common.messages import GatewayHeartbeat, LiveFollow, LiveSizes, LiveStatus
 from common.settings import Settings
 from services.scanner.link import GatewayLink
+from services.scanner.live.changes import open_tracker
 from services.scanner.live.follow import Following
 from services.scanner.load import HostLoad
 from services.scanner.procname import TRACKER_PROCESS_NAME, name_process
@@ -50,7 +52,12 @@ class LiveTracker:
         self._channel = channel or PoolChannel(None)
         self._link = GatewayLink(settings, role="tracker")
         self._load = HostLoad(settings.scan_load_threshold_percent, pool_pid)
-        self._following = Following(settings.scan_roots, self._load.busy, tick=self._keep_time)
+        self._following = Following(
+            settings.scan_roots,
+            self._load.busy,
+            opener=functools.partial(open_tracker, filesystem_mark=settings.live_sizes == "auto"),
+            tick=self._keep_time,
+        )
         self._epoch = uuid.uuid4().hex[:12]
         self._seq = 0
         self._gateway: str | None = None  # the instance we last heard

@@ -24,6 +24,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from services.scanner.live.figures import LiveFigures, SharedInodes
 
@@ -39,8 +40,24 @@ TICK_ENTRIES = 4096
 MAX_DEPTH = 256
 
 
-class TooDeep(Exception):
-    """The volume holds a directory deeper than MAX_DEPTH: it is not followed live."""
+class NotFollowable(Exception):
+    """The volume cannot be followed live (the message says why): walks measure it."""
+
+
+class TooDeep(NotFollowable):
+    """The volume holds a directory deeper than MAX_DEPTH."""
+
+
+class DirectoryWatch(Protocol):
+    """Told of every directory the volume comes to hold and lets go (marks.py: where
+    events come only from directories marked one by one)."""
+
+    def added(self, relative: str, fd: int) -> None:
+        """Before it is listed; may raise NotFollowable."""
+
+    def removed(self, relative: str) -> None: ...
+
+    def clear(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -65,13 +82,16 @@ class LiveVolume:
         *,
         read: bool = True,
         tick: Callable[[], None] = lambda: None,
+        watch: DirectoryWatch | None = None,
     ) -> None:
         """`root_fd`: the volume's data directory, opened confined (confine.py); kept.
         `shared`: the multi-link files of every live volume on the same filesystem.
         `read`: read it in full now; else the caller drives `reading()`.
-        `tick`: called every TICK_ENTRIES entries read (the caller's clock)."""
+        `tick`: called every TICK_ENTRIES entries read (the caller's clock).
+        `watch`: told of the directories held, where each must be marked."""
         self._root_fd = root_fd
         self._tick = tick
+        self._watch = watch
         self._read_entries = 0
         self._dev = os.fstat(root_fd).st_dev
         self._shared = shared if shared is not None else SharedInodes()
@@ -94,6 +114,8 @@ class LiveVolume:
         for ino in self._links:
             self._shared.release(ino)
         self._links.clear()
+        if self._watch is not None:
+            self._watch.clear()
         os.close(self._root_fd)
 
     def rebuild(self) -> None:
@@ -110,6 +132,8 @@ class LiveVolume:
         self._links.clear()
         self._singles.clear()
         self._apparent = self._disk = self._files = 0
+        if self._watch is not None:
+            self._watch.clear()
         yield from self._read_steps("")
 
     def figures(self) -> LiveFigures:
@@ -206,6 +230,8 @@ class LiveVolume:
                     self._drop_subtree(current)  # read again whole: what it held goes first
                 self._dirs[current] = _Dir(blocks=info.st_blocks * 512)
                 self._disk += info.st_blocks * 512
+                if self._watch is not None:
+                    self._watch.added(current, fd)  # marked before listed: nothing unseen
                 try:
                     names = os.listdir(fd)
                 except OSError:
@@ -348,6 +374,8 @@ class LiveVolume:
             gone = self._dirs.pop(current, None)
             if gone is None:
                 continue
+            if self._watch is not None:
+                self._watch.removed(current)
             self._apparent -= gone.apparent
             self._disk -= gone.blocks + gone.disk
             self._files -= gone.files
