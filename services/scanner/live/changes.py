@@ -230,11 +230,14 @@ def open_tracker(volumes_dir: str, *, filesystem_mark: bool = True) -> ChangeTra
     if fd < 0:
         raise TrackerUnavailable(why("fanotify_init", ctypes.get_errno()))
     try:
-        why_not = _mark_filesystem(fd, volumes_dir) if filesystem_mark else "VV_LIVE_SIZES"
-        if isinstance(why_not, int):
-            return ChangeTracker(fd, why_not, volumes_dir)
+        mount_fd_or_why = (
+            _mark_filesystem(fd, volumes_dir) if filesystem_mark else "VV_LIVE_SIZES=directories"
+        )
+        if isinstance(mount_fd_or_why, int):
+            return ChangeTracker(fd, mount_fd_or_why, volumes_dir)
         _check_directory_handles(volumes_dir)
-        return ChangeTracker(fd, None, volumes_dir, MarkTable(fd, WATCHED), reason=why_not)
+        marks = MarkTable(fd, WATCHED)
+        return ChangeTracker(fd, None, volumes_dir, marks, reason=mount_fd_or_why)
     except BaseException:
         os.close(fd)
         raise

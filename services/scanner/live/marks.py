@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import os
 
 from services.scanner.live.fanotify import (
@@ -57,16 +58,14 @@ class MarkTable:
         self._fd = fanotify_fd
         self._mask = mask | FAN_EVENT_ON_CHILD
         self._places: dict[bytes, dict[int, Place]] = {}  # handle -> holder -> place
+        self._holders = itertools.count()
 
     def place(self, handle: bytes) -> Place | None:
         holders = self._places.get(handle)
         return next(reversed(holders.values())) if holders else None
 
     def for_volume(self, volume: str) -> VolumeMarks:
-        return VolumeMarks(self, volume)
-
-    def __len__(self) -> int:
-        return len(self._places)
+        return VolumeMarks(self, next(self._holders), volume)
 
     def hold(self, holder: int, fd: int, place: Place) -> bytes:
         try:
@@ -93,20 +92,21 @@ class MarkTable:
 class VolumeMarks:
     """One live volume's marked directories (volume.py's DirectoryWatch)."""
 
-    def __init__(self, table: MarkTable, volume: str) -> None:
+    def __init__(self, table: MarkTable, holder: int, volume: str) -> None:
         self._table = table
+        self._holder = holder
         self._volume = volume
         self._handles: dict[str, bytes] = {}
 
     def added(self, relative: str, fd: int) -> None:
         """Raises MarkRefused."""
         place = (self._volume, relative)
-        self._handles[relative] = self._table.hold(id(self), fd, place)
+        self._handles[relative] = self._table.hold(self._holder, fd, place)
 
     def removed(self, relative: str) -> None:
         handle = self._handles.pop(relative, None)
         if handle is not None:
-            self._table.release(id(self), handle, (self._volume, relative))
+            self._table.release(self._holder, handle, (self._volume, relative))
 
     def clear(self) -> None:
         for relative in list(self._handles):
