@@ -49,6 +49,9 @@ def _screenshot(browser: Browser, tmp_path: Path, name: str) -> None:
     print(f"screenshot: {browser.screenshot(tmp_path, name)}")
 
 
+RECENT = "#recent-scans li"
+
+
 def _rows(browser: Browser) -> list[str]:
     return [
         str(row.get_attribute("data-volume"))
@@ -58,6 +61,12 @@ def _rows(browser: Browser) -> list[str]:
 
 def _row(browser: Browser, volume: str) -> Any:
     return browser.driver.find_element(By.CSS_SELECTOR, f'#volumes tr[data-volume="{volume}"]')
+
+
+def _size_bytes(browser: Browser, volume: str) -> str:
+    """The size the row shows; read inside ``wait_for``, which retries a redrawn row."""
+    cell = _row(browser, volume).find_element(By.CSS_SELECTOR, "td.size")
+    return str(cell.get_attribute("data-bytes"))
 
 
 def _connection(browser: Browser) -> str:
@@ -136,12 +145,8 @@ def test_a_scan_shows_its_progress_then_the_size(
     volume = httpx.get(stack.base_url + "/api/v1/volumes/vv-ui-scan").json()
     assert volume["file_count"] == 50_000
     browser.wait_for(
-        lambda: (
-            _row(browser, "vv-ui-scan")
-            .find_element(By.CSS_SELECTOR, "td.size")
-            .get_attribute("data-bytes")
-            == str(volume["size_bytes"])
-        )
+        lambda: _size_bytes(browser, "vv-ui-scan") == str(volume["size_bytes"]),
+        what="the row never showed the scanned size",
     )
     browser.wait_for(
         lambda: (
@@ -150,8 +155,10 @@ def test_a_scan_shows_its_progress_then_the_size(
         ),
         what="no scanned: line",
     )
-    recent = browser.driver.find_elements(By.CSS_SELECTOR, "#recent-scans li")
-    assert len(recent) == 1 and "vv-ui-scan" in recent[0].text
+    recent = browser.wait_for(
+        lambda: [li.text for li in browser.driver.find_elements(By.CSS_SELECTOR, RECENT)]
+    )
+    assert len(recent) == 1 and "vv-ui-scan" in recent[0]
     _screenshot(browser, tmp_path, "scanned")
     assert browser.console_errors() == []
 
@@ -213,7 +220,7 @@ def test_the_detail_view_draws_the_tree_and_descends(
 def _recent(browser: Browser) -> list[str]:
     return [
         str(li.get_attribute("data-scan-id"))
-        for li in browser.driver.find_elements(By.CSS_SELECTOR, "#recent-scans li")
+        for li in browser.driver.find_elements(By.CSS_SELECTOR, RECENT)
     ]
 
 
@@ -256,8 +263,10 @@ def test_a_gateway_restart_reconnects_and_shows_each_outcome_once(
     )
     assert len(set(outcomes)) == 2 and first[0] in outcomes  # each outcome once
     browser.wait_for(lambda: "vv-ui-restart" in _rows(browser), what="the list did not return")
-    size_cell = _row(browser, "vv-ui-restart").find_element(By.CSS_SELECTOR, "td.size")
-    assert size_cell.get_attribute("data-bytes") == "12345"
+    browser.wait_for(
+        lambda: _size_bytes(browser, "vv-ui-restart") == "12345",
+        what="the row lost its size across the restart",
+    )
     # Failed connections while the gateway was down are the only console errors.
     errors = browser.console_errors()
     assert all("WebSocket" in error or "ERR_CONNECTION_REFUSED" in error for error in errors)
