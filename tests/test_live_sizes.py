@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -210,6 +211,49 @@ def test_without_the_privilege_the_tracker_follows_directories_and_says_why(
     (root / "more").mkdir()
     (root / "more" / "g").write_bytes(b"m" * 4321)  # in a directory marked after it was made
     wait_until(lambda: shows_walk(stack, "vv-nopriv", root), 20, message="never live and exact")
+
+
+@pytest.fixture
+def no_fanotify_groups() -> Iterator[None]:
+    """fanotify refused to every process (root too) for the test: neither mark works."""
+    limit = Path("/proc/sys/fs/fanotify/max_user_groups")
+    before = limit.read_text()
+    limit.write_text("0")
+    try:
+        yield
+    finally:
+        limit.write_text(before)
+
+
+def test_where_fanotify_cannot_follow_sizes_come_from_walks_on_the_interval(
+    engine: PrivateEngine, stack: Stack, no_fanotify_groups: None
+) -> None:
+    engine.client.volumes.create("vv-walks")
+    root = mountpoint(engine, "vv-walks")
+    (root / "f").write_bytes(b"w" * 5000)
+    start_services(stack, "vv-walks", VV_SCAN_INTERVAL=20)
+    wait_until(lambda: live_state(stack)["mode"] == "unavailable", 20, message="no mode reported")
+    state = live_state(stack)
+    assert state["active"] is False and "max_user_groups" in state["reason"], state
+    assert state["followed_volumes"] == 0
+    assert "sizes come from walks" in health(stack)["live_sizes"]["message"]
+
+    def walked() -> bool:
+        shown = volume(stack, "vv-walks")
+        return bool(shown["size_source"] == "walk" and shown["size_bytes"] == 5000)
+
+    wait_until(walked, 60, message="the scheduled walk never measured the volume")
+    schedule = httpx.get(f"{stack.base_url}/api/v1/scheduler").json()["schedule"]
+    (entry,) = [entry for entry in schedule if entry["volume_id"] == "vv-walks"]
+    last = datetime.fromisoformat(entry["last_scan_at"])
+    gap = (datetime.fromisoformat(entry["next_scan_at"]) - last).total_seconds()
+    assert gap <= 30, gap  # on VV_SCAN_INTERVAL, not the followed volumes' daily safety net
+    (root / "g").write_bytes(b"w" * 7000)  # no event can say so: the next walk does
+    wait_until(
+        lambda: volume(stack, "vv-walks")["size_bytes"] == 12000,
+        60,
+        message="the next scheduled walk never saw the change",
+    )
 
 
 @dataclass

@@ -85,5 +85,7 @@ def why(call: str, number: int) -> str:
         errno.EOPNOTSUPP: "the filesystem has no file handles",
         errno.EXDEV: "the filesystem has no unique id (fsid)",
         errno.ENODEV: "the filesystem has no file handles",
+        errno.EMFILE: "no fanotify group left under fs.fanotify.max_user_groups",
+        errno.ENOSPC: "no fanotify mark left under fs.fanotify.max_user_marks",
     }
     return f"{call}: {os.strerror(number)} ({reasons.get(number, 'unexpected')})"
