@@ -132,3 +132,23 @@ def test_live_disk_usage_equals_du_after_a_burst(followed: Followed) -> None:
         figures = followed.live[volume].figures()
         assert figures == walked_figures(str(followed.data(volume)))
         assert figures.disk_usage == du_bytes(followed.data(volume))
+
+
+@pytest.mark.parametrize("other", ["v1", "v2"], ids=["same-volume", "other-volume"])
+def test_a_link_written_through_then_removed_leaves_the_link_left_exact(
+    followed: Followed, other: str
+) -> None:
+    """The write's event names the link that is gone by the time it is read: the links
+    left (which heard nothing) are looked at again. Found by the long profile."""
+    followed.reset()
+    kept = followed.data("v1") / "kept"
+    kept.write_bytes(b"k" * 100)
+    gone = followed.data(other) / "gone"
+    os.link(kept, gone)
+    followed.settle()
+    with open(gone, "ab") as appended:
+        appended.write(b"g" * 5000)
+    gone.unlink()
+    followed.settle()
+    for volume in VOLUMES:
+        assert followed.live[volume].figures() == walked_figures(str(followed.data(volume)))

@@ -241,13 +241,17 @@ class Following:
                 continue
             followed.updated_at = now
             self._changed.add(name)
-        if self._shared.changed:
+        shared = self._shared
+        if shared.changed or shared.recounted:
             # A hard link may join volumes: a write through one changes the other's figures.
             for name, followed in self._live.items():
-                if name not in self._changed and followed.volume.holds_any(self._shared.changed):
+                if name not in self._changed and (
+                    followed.volume in shared.recounted or followed.volume.holds_any(shared.changed)
+                ):
                     followed.updated_at = now
                     self._changed.add(name)
-            self._shared.changed.clear()
+            shared.changed.clear()
+            shared.recounted.clear()
 
     def _give_up(self, name: str, why: str) -> None:
         self._not_followable[name] = why

@@ -173,12 +173,36 @@ class LiveVolume:
                 self._reread(relative)
             else:
                 self._update(relative, names, named=True)
+        self._shared.look_again()
 
     def relink(self, ino: int) -> None:
         """If we count `ino` as a single-link file, that entry is looked at again."""
         place = self._singles.get(ino)
         if place is not None and place[0] in self._dirs:
             self._update(place[0], {place[1]}, named=False)
+
+    def restat(self, ino: int) -> None:
+        """Our links to `ino`, which lost a link elsewhere: its figures again, or the entry
+        taken out and counted as it is now (gone, replaced, or a single-link file)."""
+        for directory, name in list(self._links.get(ino, ())):
+            if directory not in self._dirs:
+                continue
+            fd = self._open(directory)
+            st = _lstat(fd, name) if fd is not None else None
+            if fd is not None:
+                os.close(fd)
+            still_linked = (
+                st is not None
+                and st.st_ino == ino
+                and st.st_dev == self._dev
+                and st.st_nlink > 1
+                and not stat.S_ISDIR(st.st_mode)
+            )
+            if st is not None and still_linked:
+                self._shared.update(ino, st)
+            else:
+                self._update(directory, {name}, named=False)
+                self._shared.recounted.add(self)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -403,7 +427,9 @@ class LiveVolume:
         if links is None:
             return
         links.discard((directory, name))
-        if not links:
+        if links:
+            self._shared.recheck.add(ino)  # the links left may not have heard of a write
+        else:
             del self._links[ino]
             self._shared.release(ino)
 
