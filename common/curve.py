@@ -17,25 +17,33 @@ keys, or with any other key, never completes the handshake. A service needs its 
 the public keys of the services it talks to. Keys are Z85 (40 characters):
 `python -m common.curve` prints a fresh set. Any other transport than ipc, inproc and tcp
 is refused.
+
+Many hosts (issue 16): the gateway's `jobs` and `agents` links admit instead every key in
+`VV_BUS_AUTHORIZED_KEYS` (one `<public key> <host>` per line), and each message it gets
+names its sender's key (ZeroMQ's `User-Id`), so an agent can speak only for its own host.
+An agent host has one pair of its own (`VV_BUS_CURVE_AGENT_*`) for its watcher and scanner.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from common.settings import Settings
+from common.settings import HOST_ID, Settings
 
 log = logging.getLogger("bus.curve")
 
 ZAP_DOMAIN = "volumeviz"
-SERVICES = ("watcher", "gateway", "scanner")
+SERVICES = ("watcher", "gateway", "scanner", "agent")
 LOCAL_SCHEMES = ("ipc://", "inproc://")
 
 
@@ -56,6 +64,7 @@ class Link:
 
 STATE_LINK = Link("state", server="watcher", client="gateway")
 JOBS_LINK = Link("jobs", server="gateway", client="scanner")
+AGENTS_LINK = Link("agents", server="gateway", client="agent")  # agent watchers connect out
 
 _authenticators: dict[int, ThreadAuthenticator] = {}
 
@@ -64,20 +73,41 @@ class BusSecurityError(RuntimeError):
     """The bus cannot be opened safely with these settings: the service must not start."""
 
 
+def _is_z85_key(key: bytes) -> bool:
+    try:
+        return len(key) == 40 and len(z85.decode(key)) == 32
+    except ValueError:
+        return False
+
+
 def _key(settings: Settings, name: str) -> bytes | None:
     value = getattr(settings, f"bus_curve_{name}")
     if value is None:
         return None
     text = value if isinstance(value, str) else value.get_secret_value()
     key = text.strip().encode()
-    try:
-        if len(key) != 40 or len(z85.decode(key)) != 32:
-            raise ValueError
-    except ValueError:
+    if not _is_z85_key(key):
         raise BusSecurityError(
             f"VV_BUS_CURVE_{name.upper()} is not a Z85 CurveZMQ key (40 characters)"
-        ) from None
+        )
     return key
+
+
+def _serves_agents(settings: Settings, link: Link) -> bool:
+    return link.server == "gateway" and settings.bus_authorized_keys is not None
+
+
+def _client_keys(settings: Settings, link: Link) -> tuple[str, ...]:
+    """An agent host's scanner and watcher connect to the gateway with the host's pair."""
+    if link.server == "gateway" and settings.bus_curve_agent_public is not None:
+        return (f"{link.server}_public", "agent_public", "agent_secret")
+    return link.client_keys()
+
+
+def _server_keys(settings: Settings, link: Link) -> tuple[str, ...]:
+    if _serves_agents(settings, link):
+        return (f"{link.server}_public", f"{link.server}_secret")
+    return link.server_keys()
 
 
 def _required(settings: Settings, endpoint: str, names: tuple[str, ...]) -> list[bytes]:
@@ -89,6 +119,10 @@ def _required(settings: Settings, endpoint: str, names: tuple[str, ...]) -> list
             "(python -m common.curve prints a set), or use ipc:// endpoints"
         )
     return [key for key in keys.values() if key is not None]
+
+
+class CredentialsProvider(Protocol):
+    def callback(self, domain: str, key: bytes) -> bool: ...
 
 
 class _KnownClient:
@@ -104,12 +138,66 @@ class _KnownClient:
         return allowed
 
 
-def _authenticator(context: zmq.Context[zmq.Socket[bytes]], client_public: bytes) -> None:
+class AuthorizedKeys:
+    """VV_BUS_AUTHORIZED_KEYS: the agents' public keys, each with its host's name. A ZAP
+    credentials provider admitting only them, and the host a `User-Id` speaks for."""
+
+    def __init__(self, hosts: dict[str, str]) -> None:
+        self.hosts = hosts  # Z85 public key -> host
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> AuthorizedKeys:
+        hosts: dict[str, str] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue  # a comment only as a whole line: Z85 keys may hold '#'
+            where = f"{source} line {number}"
+            if len(words) != 2:
+                raise BusSecurityError(f"{where}: expected '<public key> <host>'")
+            key, host = words
+            if not _is_z85_key(key.encode()):
+                raise BusSecurityError(f"{where}: not a Z85 CurveZMQ public key (40 characters)")
+            if not HOST_ID.fullmatch(host):
+                raise BusSecurityError(f"{where}: host {host!r} is not a host name")
+            if hosts.setdefault(key, host) != host:
+                raise BusSecurityError(f"{where}: the key is listed for {hosts[key]!r} already")
+        return cls(hosts)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        host = self.hosts.get(key.decode("ascii", "replace"))
+        if host is None:
+            log.warning(
+                "bus peer refused: key not in VV_BUS_AUTHORIZED_KEYS domain=%s key=%s",
+                domain,
+                key[:8].decode("ascii", "replace"),
+            )
+        return host is not None
+
+    def host_of(self, user_id: str | None) -> str | None:
+        """The host whose key a message came with (its `User-Id`), or None."""
+        return self.hosts.get(user_id) if user_id else None
+
+
+@functools.cache
+def authorized_keys(path: Path) -> AuthorizedKeys:
+    """The file, read once per process (BusSecurityError when it is unusable)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise BusSecurityError(f"VV_BUS_AUTHORIZED_KEYS {path}: {error}") from None
+    keys = AuthorizedKeys.parse(text, str(path))
+    if not keys.hosts:
+        raise BusSecurityError(f"VV_BUS_AUTHORIZED_KEYS {path} lists no key")
+    return keys
+
+
+def _authenticator(context: zmq.Context[zmq.Socket[bytes]], admits: CredentialsProvider) -> None:
     if id(context) in _authenticators:
         return
     auth = ThreadAuthenticator(context)
     auth.start()
-    auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=_KnownClient(client_public))
+    auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=admits)
     _authenticators[id(context)] = auth
 
 
@@ -126,8 +214,16 @@ def secure_server(socket: zmq.Socket[bytes], endpoint: str, settings: Settings, 
     """Make a binding socket a CurveZMQ server admitting only the link's client (tcp only)."""
     if not _check_scheme(endpoint):
         return
-    server_public, server_secret, client_public = _required(settings, endpoint, link.server_keys())
-    _authenticator(socket.context, client_public)
+    server_public, server_secret, *client_public = _required(
+        settings, endpoint, _server_keys(settings, link)
+    )
+    admits: CredentialsProvider
+    if _serves_agents(settings, link):
+        assert settings.bus_authorized_keys is not None
+        admits = authorized_keys(settings.bus_authorized_keys)
+    else:
+        admits = _KnownClient(client_public[0])
+    _authenticator(socket.context, admits)
     socket.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
     socket.setsockopt(zmq.CURVE_SERVER, 1)
     socket.setsockopt(zmq.CURVE_PUBLICKEY, server_public)
@@ -138,7 +234,9 @@ def secure_client(socket: zmq.Socket[bytes], endpoint: str, settings: Settings, 
     """Give a connecting socket its service's keys and the server's public key (tcp only)."""
     if not _check_scheme(endpoint):
         return
-    server_public, client_public, client_secret = _required(settings, endpoint, link.client_keys())
+    server_public, client_public, client_secret = _required(
+        settings, endpoint, _client_keys(settings, link)
+    )
     socket.setsockopt(zmq.CURVE_SERVERKEY, server_public)
     socket.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
     socket.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
@@ -153,11 +251,19 @@ def require_safe_bus(
     """At a service's start: exit (status 2, one log line) unless every endpoint is safe."""
     try:
         for endpoint, link in serves:
+            if _serves_agents(settings, link):
+                assert settings.bus_authorized_keys is not None
+                authorized_keys(settings.bus_authorized_keys)
+                if not _check_scheme(endpoint):
+                    raise BusSecurityError(
+                        f"refusing to serve agents on {endpoint}: with VV_BUS_AUTHORIZED_KEYS "
+                        "every host's agent connects over tcp:// with its key"
+                    )
             if _check_scheme(endpoint):
-                _required(settings, endpoint, link.server_keys())
+                _required(settings, endpoint, _server_keys(settings, link))
         for endpoint, link in connects:
             if _check_scheme(endpoint):
-                _required(settings, endpoint, link.client_keys())
+                _required(settings, endpoint, _client_keys(settings, link))
     except BusSecurityError as error:
         log.critical("refusing to start: %s", error)
         raise SystemExit(2) from None

@@ -11,6 +11,14 @@ State (Clone pattern), watcher PUB -> gateway SUB, topics `state` and `hb`:
     whole set at a `seq`). A subscriber applies a delta only on top of `seq - 1`; one that
     sees a new epoch, a gap, or a heartbeat seq ahead of its own asks for a snapshot.
 
+Agents (issue 16): on a gateway of many hosts, each host's watcher connects out with one
+DEALER to the gateway's agents ROUTER and speaks the same state messages on it: StateDelta,
+StateSnapshot and its Heartbeat (which names the `host` it speaks for) up, SnapshotRequest
+down. The gateway takes the host from the key the message came with, stamps it on every
+VolumeRecord (`host`; the record's `id` is then `<host>/<name>`) and keeps a clone of each
+host's state; its scanner workers join the jobs ROUTER the same way, and get only jobs for
+their host's volumes.
+
 Scan jobs (Paranoid Pirate), scanner worker DEALER <-> gateway ROUTER:
     worker  -> gateway  WorkerHeartbeat  every interval: ready for work?, current job
     gateway -> worker   GatewayHeartbeat every interval to each known worker
@@ -90,6 +98,15 @@ class VolumeRecord(BaseModel):
     labels: dict[str, str]
     options: dict[str, str]
     attachments: tuple[Attachment, ...]
+    # Set by a gateway of many hosts on what an agent sent (never by a watcher): the host
+    # whose engine has the volume.
+    host: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The volume's id in the API: its name, or `<host>/<name>` on a gateway of many
+        hosts (two hosts may hold volumes of the same name)."""
+        return f"{self.host}/{self.name}" if self.host is not None else self.name
 
 
 class ScanResultData(BaseModel):
@@ -194,6 +211,7 @@ class Heartbeat(_Message):
     sent_at: datetime = Field(default_factory=utc_now)
     seq: int = 0
     engine: EngineStatus | None = None
+    host: str | None = None  # an agent's: the host it speaks for (VV_HOST_ID, or the engine's)
 
 
 # --- scan jobs (gateway <-> scanner workers) ------------------------------------------

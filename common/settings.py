@@ -7,6 +7,7 @@ short ones users know from the README and the issues (`VV_POLL_INTERVAL`, ...).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A host's name: part of volume ids (`<host>/<name>`) and of URLs, so nothing else.
+HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _env(name: str) -> AliasChoices:
@@ -77,6 +81,10 @@ class Settings(BaseSettings):
         None, validation_alias=_env("VV_BUS_SNAPSHOT_ENDPOINT")
     )
     bus_jobs_endpoint: str | None = Field(None, validation_alias=_env("VV_BUS_JOBS_ENDPOINT"))
+    # Many hosts (issue 16): the gateway binds it and admits the agents listed in
+    # VV_BUS_AUTHORIZED_KEYS; a watcher given it is an agent and connects out to it.
+    bus_agents_endpoint: str | None = Field(None, validation_alias=_env("VV_BUS_AGENTS_ENDPOINT"))
+    bus_authorized_keys: Path | None = Field(None, validation_alias=_env("VV_BUS_AUTHORIZED_KEYS"))
     heartbeat_interval_seconds: float = Field(
         1.0, gt=0, validation_alias=_env("VV_HEARTBEAT_INTERVAL")
     )
@@ -101,8 +109,20 @@ class Settings(BaseSettings):
     bus_curve_scanner_secret: SecretStr | None = Field(
         None, validation_alias=_env("VV_BUS_CURVE_SCANNER_SECRET")
     )
+    # An agent host's own key pair (its watcher and its scanner pool use it), listed with
+    # the host's name in the gateway's VV_BUS_AUTHORIZED_KEYS.
+    bus_curve_agent_public: str | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_AGENT_PUBLIC")
+    )
+    bus_curve_agent_secret: SecretStr | None = Field(
+        None, validation_alias=_env("VV_BUS_CURVE_AGENT_SECRET")
+    )
 
     # --- watcher
+    # The host's name on a dashboard of many hosts; default the engine's own (GET /info).
+    host_id: str | None = Field(
+        None, min_length=1, max_length=64, validation_alias=_env("VV_HOST_ID")
+    )
     docker_host: str | None = Field(None, validation_alias=_env("VV_DOCKER_HOST"))
     poll_interval_seconds: float = Field(2.0, gt=0, validation_alias=_env("VV_POLL_INTERVAL"))
     poll_safety_interval_seconds: float = Field(
@@ -163,7 +183,9 @@ class Settings(BaseSettings):
     )
     static_dir: Path | None = Field(None, validation_alias=_env("VV_STATIC_DIR"))
 
-    @field_validator("static_dir", mode="before")
+    @field_validator(
+        "static_dir", "host_id", "bus_agents_endpoint", "bus_authorized_keys", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -173,6 +195,13 @@ class Settings(BaseSettings):
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip().rstrip("/") or "/" for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("host_id", mode="after")
+    @classmethod
+    def _host_id_is_a_name(cls, value: str | None) -> str | None:
+        if value is not None and not HOST_ID.fullmatch(value):
+            raise ValueError("letters, digits, '.', '_' and '-' only (it is part of volume ids)")
         return value
 
     @field_validator("api_token", mode="after")
@@ -201,6 +230,11 @@ class Settings(BaseSettings):
         bound = f"[{self.host}]" if ":" in self.host else self.host
         names = dict.fromkeys(["localhost", "127.0.0.1", "[::1]", bound])
         return [f"{name}:{self.port}" for name in names]
+
+    @property
+    def multi_host(self) -> bool:
+        """The gateway serves agents of many hosts (VV_BUS_AUTHORIZED_KEYS is set)."""
+        return self.bus_authorized_keys is not None
 
     @property
     def liveness_timeout_seconds(self) -> float:

@@ -12,7 +12,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from common.bus import require_runtime_dir
-from common.curve import JOBS_LINK, STATE_LINK, require_safe_bus
+from common.curve import AGENTS_LINK, JOBS_LINK, STATE_LINK, require_safe_bus
 from common.logs import setup_logging
 from common.settings import get_settings
 from common.tasks import exit_status
@@ -47,11 +47,26 @@ def hypercorn_config(host: str, port: int, max_frame_bytes: int, backlog: int) -
 async def main() -> None:
     settings = get_settings()
     log = setup_logging("gateway", settings.log_level)
-    require_safe_bus(
-        settings,
-        serves=[(settings.jobs_endpoint, JOBS_LINK)],
-        connects=[(settings.state_endpoint, STATE_LINK), (settings.snapshot_endpoint, STATE_LINK)],
-    )
+    if settings.multi_host:  # agents connect in: every host's state and workers over tcp
+        if settings.bus_agents_endpoint is None:
+            log.critical("refusing to start: VV_BUS_AUTHORIZED_KEYS needs VV_BUS_AGENTS_ENDPOINT")
+            raise SystemExit(2)
+        require_safe_bus(
+            settings,
+            serves=[
+                (settings.jobs_endpoint, JOBS_LINK),
+                (settings.bus_agents_endpoint, AGENTS_LINK),
+            ],
+        )
+    else:
+        require_safe_bus(
+            settings,
+            serves=[(settings.jobs_endpoint, JOBS_LINK)],
+            connects=[
+                (settings.state_endpoint, STATE_LINK),
+                (settings.snapshot_endpoint, STATE_LINK),
+            ],
+        )
     if not is_loopback(settings.host) and settings.api_token is None:
         log.warning(
             "SECURITY WARNING: listening on non-loopback address host=%s without "

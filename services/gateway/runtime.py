@@ -15,10 +15,12 @@ import zmq.asyncio
 from quart import current_app
 
 from common import bus
+from common.curve import authorized_keys
 from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.history.filesystems import FilesystemProbe
 from services.gateway.history.points import History
+from services.gateway.hosts.intake import AgentIntake
 from services.gateway.http.rate_limit import ClientRateLimiter
 from services.gateway.http.session import SessionSigner
 from services.gateway.live.tracking import LiveTracking
@@ -53,9 +55,17 @@ class GatewayRuntime:
             settings.ws_send_timeout_seconds,
         )
         self.catalog.on_change(self.hub.volumes_changed)
-        self.state = StateClient(settings, self.context, self.catalog)
+        # One watcher on this host, or the agents of many hosts (VV_BUS_AUTHORIZED_KEYS).
+        keys = (
+            authorized_keys(settings.bus_authorized_keys) if settings.bus_authorized_keys else None
+        )
+        self.state: StateClient | AgentIntake = (
+            AgentIntake(settings, self.context, self.catalog, keys, self.instance)
+            if keys is not None
+            else StateClient(settings, self.context, self.catalog)
+        )
         self.store = Store(settings.database_path)
-        self.broker = ScanBroker(settings, self.context, self.instance)
+        self.broker = ScanBroker(settings, self.context, self.instance, keys)
         self.scans = ScanCoordinator(settings, self.catalog, self.store, self.broker, self.hub)
         self.scan_limiter = ClientRateLimiter(
             settings.scan_requests_per_minute / 60, settings.scan_request_burst

@@ -10,7 +10,7 @@ import docker
 from docker.utils import kwargs_from_env
 
 from common.messages import Attachment, VolumeRecord
-from common.settings import Settings
+from common.settings import HOST_ID, Settings
 
 _EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -55,10 +55,16 @@ def _attachments_by_volume(containers: list[dict[str, Any]]) -> dict[str, list[A
     return by_volume
 
 
-def engine_volumes_dir(api: docker.APIClient) -> str | None:
-    """Where the engine keeps local volumes (`DockerRootDir/volumes`), if it says."""
-    root = (api.info() or {}).get("DockerRootDir")
-    return f"{str(root).rstrip('/')}/volumes" if root else None
+def engine_identity(api: docker.APIClient) -> tuple[str | None, str | None]:
+    """Where the engine keeps local volumes (`DockerRootDir/volumes`), and its name (the
+    host's, a default host id), each if it says and, for the name, if it can be one."""
+    info = api.info() or {}
+    root = info.get("DockerRootDir")
+    name = str(info.get("Name") or "")
+    return (
+        f"{str(root).rstrip('/')}/volumes" if root else None,
+        name if HOST_ID.fullmatch(name) else None,
+    )
 
 
 def _record(volume: dict[str, Any], attachments: list[Attachment]) -> VolumeRecord:

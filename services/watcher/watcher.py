@@ -5,11 +5,12 @@ event stream is followed, polling on the clock is a slow safety net
 (`VV_POLL_SAFETY_INTERVAL`); while it is down, the engine is polled every
 `VV_POLL_INTERVAL`. An idle host costs next to nothing.
 
-Clone-pattern server: every change of the volume set (or of the engine's reachability) gets
-the next `seq` and is published as a delta (the volumes added or changed, the names removed)
-on the PUB socket; a ROUTER answers SnapshotRequests with the whole current state; a
-heartbeat carries `epoch` and `seq` so subscribers notice gaps and restarts. A fresh `epoch`
-per process start tells subscribers the sequence began again.
+Clone-pattern server (outlets.py: served on the host, or sent out to a gateway of many
+hosts as its agent): every change of the volume set (or of the engine's reachability) gets
+the next `seq` and is published as a delta (the volumes added or changed, the names
+removed); snapshot requests are answered with the whole current state; a heartbeat carries
+`epoch` and `seq` so subscribers notice gaps and restarts. A fresh `epoch` per process start
+tells subscribers the sequence began again.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import zmq
 import zmq.asyncio
 
 from common import bus
-from common.curve import STATE_LINK
 from common.messages import (
     EngineStatus,
     Heartbeat,
@@ -41,16 +41,15 @@ from common.messages import (
 from common.settings import Settings
 from common.tasks import start_essential
 from services.watcher.docker_state import (
-    engine_volumes_dir,
+    engine_identity,
     make_api_client,
     read_new_volume,
     read_volume_records,
 )
+from services.watcher.outlets import HEARTBEAT_TOPIC, STATE_TOPIC, StateOutlet, open_outlet
 
 log = logging.getLogger("watcher")
 
-STATE_TOPIC = b"state"
-HEARTBEAT_TOPIC = b"hb"
 # While the engine is down it is asked again this often, and the event stream reconnects as
 # often: a failed connect costs next to nothing, and a long back-off is what made the list
 # converge 16 s after the engine came back. An answer (or the stream's return) wakes the poll.
@@ -65,6 +64,8 @@ class Watcher:
         self.volumes: dict[str, VolumeRecord] = {}
         self.engine = EngineStatus(reachable=False, error="not polled yet")
         self._volumes_dir: str | None = None
+        # The host it speaks for as an agent: VV_HOST_ID, else the engine's own name.
+        self.host_id: str | None = settings.host_id
         # Set by the event thread while it follows the engine's stream: every change then
         # wakes the poll, and polling on a clock is only the safety net.
         self._stream_healthy = False
@@ -76,28 +77,14 @@ class Watcher:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._context = zmq.asyncio.Context()
-        self._publisher: zmq.asyncio.Socket | None = None
-        self._snapshots: zmq.asyncio.Socket | None = None
+        self._outlet: StateOutlet | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def startup(self) -> None:
         bus.ensure_runtime_dir(self.settings)
-        self._publisher = bus.bind(
-            self._context.socket(zmq.PUB), self.settings.state_endpoint, self.settings, STATE_LINK
-        )
-        self._snapshots = bus.bind(
-            self._context.socket(zmq.ROUTER),
-            self.settings.snapshot_endpoint,
-            self.settings,
-            STATE_LINK,
-        )
-        log.info(
-            "started epoch=%s state=%s snapshot=%s",
-            self.epoch,
-            self.settings.state_endpoint,
-            self.settings.snapshot_endpoint,
-        )
+        self._outlet = open_outlet(self.settings, self._context)
+        log.info("started epoch=%s %s", self.epoch, self._outlet.describe())
 
     async def run(self) -> None:
         await self.startup()
@@ -121,9 +108,8 @@ class Watcher:
         self._stopping.set()
 
     async def shutdown(self) -> None:
-        for socket in (self._publisher, self._snapshots):
-            if socket is not None:
-                socket.close()
+        if self._outlet is not None:
+            self._outlet.close()
         bus.term(self._context)
         log.info("stopped epoch=%s seq=%d", self.epoch, self.seq)
 
@@ -153,8 +139,8 @@ class Watcher:
         delta = StateDelta(
             epoch=self.epoch, seq=self.seq, engine=engine, upserts=upserts, removed=removed
         )
-        assert self._publisher is not None
-        await self._publisher.send_multipart([STATE_TOPIC, encode(delta)])
+        assert self._outlet is not None
+        await self._outlet.publish(STATE_TOPIC, encode(delta))
         log.info(
             "published state seq=%d volumes=%d changed=%d removed=%d engine_reachable=%s",
             self.seq,
@@ -208,7 +194,9 @@ class Watcher:
                     api = await asyncio.to_thread(make_api_client, self.settings)
                     # Read again on every (re)connection: a restarted engine may have
                     # another data root, and scans are confined to its volumes directory.
-                    self._volumes_dir = await asyncio.to_thread(engine_volumes_dir, api)
+                    self._volumes_dir, engine_name = await asyncio.to_thread(engine_identity, api)
+                    if self.settings.host_id is None and engine_name is not None:
+                        self.host_id = engine_name
                     self._other_events = True  # after a gap: read everything
                 volumes = await self._read(api)
             except Exception as error:  # engine down or answering garbage: retry, never crash
@@ -264,9 +252,9 @@ class Watcher:
             time.sleep(RECONNECT_SECONDS)
 
     async def _serve_snapshots(self) -> None:
-        assert self._snapshots is not None
+        assert self._outlet is not None
         while True:
-            identity, payload = await self._snapshots.recv_multipart()
+            identity, payload = await self._outlet.request()
             try:
                 request = decode(payload)
             except ValueError as error:
@@ -275,16 +263,19 @@ class Watcher:
             if not isinstance(request, SnapshotRequest):
                 log.warning("dropped unexpected message kind=%s", request.kind)
                 continue
-            await self._snapshots.send_multipart([identity, encode(self.snapshot())])
+            await self._outlet.reply(identity, encode(self.snapshot()))
             log.info("sent snapshot requester=%s seq=%d", request.requester, self.seq)
 
     async def _heartbeat_loop(self) -> None:
-        assert self._publisher is not None
-        bound = [self.settings.state_endpoint, self.settings.snapshot_endpoint]
+        assert self._outlet is not None
         while True:
-            bus.check_bound(bound)
+            bus.check_bound(self._outlet.bound())
             beat = Heartbeat(
-                service="watcher", instance=self.epoch, seq=self.seq, engine=self.engine
+                service="watcher",
+                instance=self.epoch,
+                seq=self.seq,
+                engine=self.engine,
+                host=self.host_id,
             )
-            await self._publisher.send_multipart([HEARTBEAT_TOPIC, encode(beat)])
+            await self._outlet.publish(HEARTBEAT_TOPIC, encode(beat))
             await asyncio.sleep(self.settings.heartbeat_interval_seconds)

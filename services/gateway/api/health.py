@@ -8,6 +8,8 @@ from quart import Blueprint
 from quart_schema import security_scheme, validate_response
 
 from services.gateway.api.models import HealthOut, ProbeOut
+from services.gateway.hosts.intake import AgentIntake
+from services.gateway.readmodel.views import rfc3339
 from services.gateway.runtime import GatewayRuntime, runtime
 
 blueprint = Blueprint("health", __name__, url_prefix="/api/v1")
@@ -60,7 +62,22 @@ async def health_checks(state: GatewayRuntime) -> dict[str, dict[str, Any]]:
             database_ok and state.store.write_problem is None,
             _database_message(state, database_ok),
         ),
+        **({"hosts": _hosts_check(state.state)} if isinstance(state.state, AgentIntake) else {}),
     }
+
+
+def _hosts_check(intake: AgentIntake) -> dict[str, Any]:
+    """Many hosts: which agents are silent (their volumes shown as last heard)."""
+    silent = intake.silent_hosts()
+    message = f"{len(intake.hosts) - len(silent)} of {len(intake.hosts)} hosts heard"
+    if silent:
+        message += "; silent: " + ", ".join(
+            f"{host.host} (last contact {rfc3339(host.last_contact_at)})"
+            if host.last_contact_at
+            else f"{host.host} (never heard)"
+            for host in silent
+        )
+    return _check(len(silent) < len(intake.hosts), message, degraded=bool(silent))
 
 
 def _live_check(state: GatewayRuntime) -> dict[str, Any]:

@@ -15,12 +15,13 @@ from services.gateway.api.models import (
     HistoryOut,
     HistoryQuery,
 )
-from services.gateway.api.volumes import find_volume
+from services.gateway.api.volumes import find_volume, resolve_path_volume
 from services.gateway.history.forecast import forecast
 from services.gateway.http.openapi_doc import document_errors
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("history", __name__, url_prefix="/api/v1")
+blueprint.url_value_preprocessor(resolve_path_volume)  # a volume named with ?host=
 
 
 @blueprint.get("/volumes/<volume_id>/history")

@@ -39,9 +39,14 @@ class ScanResultOut(ScanResultData):
 
 
 class VolumeOut(BaseModel):
-    id: str
+    id: str = Field(description="the name; `<host>/<name>` on a gateway of many hosts")
     volume_id: str
     name: str
+    host: str | None = Field(None, description="the host whose engine has it (many hosts)")
+    host_stale: bool = Field(
+        False, description="its host's agent is silent: this is as of host_last_contact_at"
+    )
+    host_last_contact_at: datetime | None = None
     driver: str
     mountpoint: str
     created_at: datetime
@@ -102,6 +107,26 @@ class HealthCheckOut(BaseModel):
     status: Literal["ok", "degraded", "down"]
     message: str
     age_seconds: float | None = None
+
+
+class HostOut(BaseModel):
+    host: str | None = Field(description="its name (VV_HOST_ID, or its engine's)")
+    engine_reachable: bool
+    engine_error: str | None
+    agent_heartbeat_age_seconds: float | None = Field(
+        description="since its watcher was last heard; null: never"
+    )
+    last_contact_at: datetime | None
+    stale: bool = Field(description="its agent is silent: its volumes are as last heard")
+    volume_count: int
+    total_size_bytes: int
+    scanner_workers: int
+
+
+class HostListOut(BaseModel):
+    data: list[HostOut]
+    total: int
+    multi_host: bool = Field(description="a gateway of many hosts (VV_BUS_AUTHORIZED_KEYS)")
 
 
 class HealthOut(BaseModel):
@@ -175,6 +200,7 @@ class ScanJobOut(BaseModel):
     current_size: int
     throttled: bool = Field(description="the walk is slowed down because the host is busy")
     attempts: int = Field(description="workers this job has been handed to")
+    worker_id: str | None = Field(None, description="the worker it was last handed to")
     requested_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -267,6 +293,7 @@ class ScheduleEntryOut(BaseModel):
 
 class WorkerOut(BaseModel):
     worker_id: str
+    host: str | None = Field(None, description="the host whose pool it is in (many hosts)")
     ready: bool = Field(description="it asks for work: idle, and the host's load allows")
     scan_id: str | None = Field(description="the job it holds")
     throttled: bool = Field(description="its walk is slowed down because the host is busy")

@@ -19,7 +19,7 @@ from services.gateway.api.models import (
     ScanMethodsOut,
     ScanResponseOut,
 )
-from services.gateway.api.volumes import find_volume
+from services.gateway.api.volumes import find_volume, resolve_path_volume
 from services.gateway.http.errors import ApiError, rate_limited
 from services.gateway.http.openapi_doc import document_errors
 from services.gateway.readmodel.views import result_json
@@ -28,6 +28,7 @@ from services.gateway.scans.jobs import Job, job_json
 from services.gateway.scans.methods import scan_methods
 
 blueprint = Blueprint("scans", __name__, url_prefix="/api/v1")
+blueprint.url_value_preprocessor(resolve_path_volume)  # a volume named with ?host=
 
 # HTTP status for a scan that ended in an error, by code.
 ERROR_STATUS: dict[str, int] = {

@@ -18,7 +18,7 @@ from services.gateway.api.tree_models import (
     TreeOut,
     TreeQuery,
 )
-from services.gateway.api.volumes import find_volume
+from services.gateway.api.volumes import find_volume, resolve_path_volume
 from services.gateway.http.errors import ApiError
 from services.gateway.http.openapi_doc import document_errors
 from services.gateway.runtime import runtime
@@ -27,6 +27,7 @@ from services.gateway.trees.errors import InvalidTreePath, NoTreeYet, TreePathNo
 from services.gateway.trees.index import TreeIndex, changes
 
 blueprint = Blueprint("trees", __name__, url_prefix="/api/v1")
+blueprint.url_value_preprocessor(resolve_path_volume)  # a volume named with ?host=
 
 
 @asynccontextmanager

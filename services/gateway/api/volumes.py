@@ -16,6 +16,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_querystring, validate_response
 
+from common.settings import HOST_ID
 from services.gateway.api.models import AttachmentListOut, VolumeDetailOut, VolumeListOut
 from services.gateway.http.errors import ApiError, volume_not_found
 from services.gateway.http.openapi_doc import document_errors
@@ -29,7 +30,11 @@ VOLUME_ID_MAX_BYTES = 255
 
 
 def volume_id_problem(volume_id: str) -> str | None:
-    """Why `volume_id` cannot name a volume, or None when it may."""
+    """Why `volume_id` cannot name a volume, or None when it may (`<host>/<name>` names one
+    on a gateway of many hosts)."""
+    host, separator, name = volume_id.partition("/")
+    if separator and HOST_ID.fullmatch(host):
+        volume_id = name
     if len(volume_id.encode(errors="surrogatepass")) > VOLUME_ID_MAX_BYTES:
         return f"longer than {VOLUME_ID_MAX_BYTES} bytes"
     if volume_id in ("", ".", ".."):
@@ -41,15 +46,48 @@ def volume_id_problem(volume_id: str) -> str | None:
     return None
 
 
+def resolve_path_volume(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Before a route runs: a volume named in its path becomes the volume's id. With
+    `?host=`, the id on that host (`<host>/<name>`); without, on a gateway of many hosts,
+    the one volume of that name if only one host has it (else a 400 naming the hosts)."""
+    if not values or not isinstance(values.get("volume_id"), str):
+        return
+    name: str = values["volume_id"]
+    host = request.args.get("host")
+    catalog = runtime().catalog
+    if host is not None:
+        if not HOST_ID.fullmatch(host):
+            raise _invalid("query", "host", "not a host name")
+        values["volume_id"] = f"{host}/{name}"
+        return
+    if catalog.get(name) is not None:
+        return
+    ids = sorted(catalog.ids_named(name))
+    if len(ids) == 1:
+        values["volume_id"] = ids[0]
+    elif len(ids) > 1:
+        hosts = ", ".join(volume_id.partition("/")[0] for volume_id in ids)
+        raise _invalid("query", "host", f"volume {name!r} is on several hosts ({hosts}): give host")
+
+
+# Per blueprint with volume routes, not on the app: Quart runs an app's URL value
+# preprocessors for WebSockets too, reading `request` there (outside a request context).
+blueprint.url_value_preprocessor(resolve_path_volume)
+
+
+def _invalid(where: str, field: str, problem: str) -> ApiError:
+    return ApiError(
+        400,
+        "INVALID_REQUEST",
+        f"invalid {field}: {problem}",
+        details={"errors": [{"loc": [where, field], "msg": problem}]},
+    )
+
+
 def find_volume(volume_id: str) -> VolumeView:
     problem = volume_id_problem(volume_id)
     if problem is not None:
-        raise ApiError(
-            400,
-            "INVALID_REQUEST",
-            f"invalid volume id: {problem}",
-            details={"errors": [{"loc": ["path", "volume_id"], "msg": problem}]},
-        )
+        raise _invalid("path", "volume_id", problem)
     view = runtime().catalog.get(volume_id)
     if view is None:
         raise volume_not_found(volume_id)

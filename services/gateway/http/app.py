@@ -10,6 +10,7 @@ from common.settings import Settings
 from services.gateway.api import (
     health,
     history,
+    hosts,
     metrics,
     reports,
     scans,
@@ -68,6 +69,7 @@ def create_app(settings: Settings, state: GatewayRuntime | None = None) -> Quart
         health.blueprint,
         ws_endpoint.blueprint,
         metrics.blueprint,
+        hosts.blueprint,
     ):
         app.register_blueprint(blueprint)
     sessions = state.sessions
@@ -93,9 +95,9 @@ def create_app(settings: Settings, state: GatewayRuntime | None = None) -> Quart
 
     # Quart's hook for ASGI middleware: a repeated listing skips Quart (http/cached_front.py).
     token = settings.api_token.get_secret_value() if settings.api_token is not None else None
-    hosts = HostAllowList(settings.gateway_hosts)
+    allowed_hosts = HostAllowList(settings.gateway_hosts)
     app.asgi_app = CachedListingFront(  # type: ignore[method-assign]
-        app.asgi_app, state.listings, hosts, token
+        app.asgi_app, state.listings, allowed_hosts, token
     )
 
     @app.before_serving

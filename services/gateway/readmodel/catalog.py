@@ -1,6 +1,9 @@
 """The read model: the watcher's volume set merged with the latest stored scan results
 and the live tracker's figures (issue 13): a volume shows whichever is newer.
 
+Volumes are keyed by id (`VolumeRecord.id`): the name on one host; `<host>/<name>` on a
+gateway of many hosts (issue 16), where each host's watcher replaces only its own volumes.
+
 Volume objects are built once per change, not per request, so listing stays cheap.
 """
 
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from common.messages import LiveSize, ScanResultData, VolumeRecord
 from services.gateway.readmodel.views import VolumeView, live_size
@@ -15,8 +19,8 @@ from services.gateway.readmodel.views import VolumeView, live_size
 ChangeListener = Callable[[], None]
 
 
-def _view_name(view: VolumeView) -> str:
-    return view.record.name
+def _view_id(view: VolumeView) -> str:
+    return view.record.id
 
 
 MembershipListener = Callable[[frozenset[str], frozenset[str]], None]
@@ -35,6 +39,10 @@ class VolumeCatalog:
         self._membership_listeners: list[MembershipListener] = []
         self.has_state = False
         self.engine_volumes_dir: str | None = None  # last the watcher reported; for scans
+        # Many hosts: each host's volumes directory, and since when a host is silent.
+        self.host_volumes_dirs: dict[str, str] = {}
+        self._silent_hosts: dict[str, datetime] = {}
+        self._ids_by_name: dict[str, set[str]] = {}  # a name -> its ids on every host
         self.version = 0  # bumped on every visible change (caches key on it)
         self.records_version = 0  # bumped when the watcher's records change
 
@@ -48,47 +56,64 @@ class VolumeCatalog:
 
     def _changed(self, reorder: bool = True) -> None:
         if reorder:
-            self._ordered = [self._views[name] for name in sorted(self._views)]
+            self._ordered = [self._views[key] for key in sorted(self._views)]
         self.version += 1
         for listener in self._listeners:
             listener()
 
-    def _position(self, name: str) -> int:
-        return bisect.bisect_left(self._ordered, name, key=_view_name)
+    def _position(self, key: str) -> int:
+        return bisect.bisect_left(self._ordered, key, key=_view_id)
 
     def _put_view(self, view: VolumeView) -> None:
-        """Install one view, keeping the name order without sorting everything again."""
-        name = view.record.name
-        at = self._position(name)
-        if name in self._views:
+        """Install one view, keeping the id order without sorting everything again."""
+        key = view.record.id
+        at = self._position(key)
+        if key in self._views:
             self._ordered[at] = view
         else:
             self._ordered.insert(at, view)
-        self._views[name] = view
+            self._ids_by_name.setdefault(view.record.name, set()).add(key)
+        self._views[key] = view
 
-    def _drop_view(self, name: str) -> None:
-        if self._views.pop(name, None) is not None:
-            del self._ordered[self._position(name)]
+    def _drop_view(self, key: str) -> None:
+        view = self._views.pop(key, None)
+        if view is not None:
+            del self._ordered[self._position(key)]
+            self._unindex(view.record)
 
-    def apply_delta(self, upserts: Iterable[VolumeRecord], removed: Iterable[str]) -> bool:
-        """One change from the watcher (on top of the state before it); True when
-        anything visible changed. Costs the changed volumes, not the whole set."""
+    def _unindex(self, record: VolumeRecord) -> None:
+        ids = self._ids_by_name.get(record.name)
+        if ids is not None:
+            ids.discard(record.id)
+            if not ids:
+                del self._ids_by_name[record.name]
+
+    def apply_delta(
+        self, upserts: Iterable[VolumeRecord], removed: Iterable[str], host: str | None = None
+    ) -> bool:
+        """One change from a watcher (on top of the state before it): the records and the
+        names removed, of `host`'s engine on a gateway of many hosts. True when anything
+        visible changed. Costs the changed volumes, not the whole set."""
         self.has_state = True
-        gone = frozenset(name for name in removed if name in self._records)
-        for name in gone:
-            del self._records[name]
-            self._results.pop(name, None)  # a removed volume's result leaves memory
-            self._live.pop(name, None)
-            self._drop_view(name)
+        if host is not None:
+            upserts = [record.model_copy(update={"host": host}) for record in upserts]
+            removed = [f"{host}/{name}" for name in removed]
+        gone = frozenset(key for key in removed if key in self._records)
+        for key in gone:
+            del self._records[key]
+            self._results.pop(key, None)  # a removed volume's result leaves memory
+            self._live.pop(key, None)
+            self._drop_view(key)
         added: set[str] = set()
         changed = bool(gone)
         for record in upserts:
-            old = self._records.get(record.name)
+            key = record.id
+            old = self._records.get(key)
             if old == record:
                 continue
             if old is None:
-                added.add(record.name)
-            self._records[record.name] = record
+                added.add(key)
+            self._records[key] = record
             self._put_view(self._build(record))
             changed = True
         if not changed:
@@ -100,8 +125,12 @@ class VolumeCatalog:
                 listener(frozenset(added), gone)
         return True
 
-    def replace_volumes(self, records: tuple[VolumeRecord, ...]) -> bool:
-        """Install the watcher's whole volume set; True when anything visible changed."""
+    def replace_volumes(self, records: tuple[VolumeRecord, ...], host: str | None = None) -> bool:
+        """Install a watcher's whole volume set (only `host`'s, on a gateway of many
+        hosts); True when anything visible changed."""
+        if host is not None:
+            held = {record.name for record in self._records.values() if record.host == host}
+            return self.apply_delta(records, held - {record.name for record in records}, host)
         self.has_state = True
         incoming = {record.name: record for record in records}
         if incoming == self._records:
@@ -115,6 +144,7 @@ class VolumeCatalog:
         self._records = incoming
         self.records_version += 1
         self._views = {name: self._reuse_or_build(record) for name, record in incoming.items()}
+        self._ids_by_name = {name: {name} for name in incoming}
         self._changed()
         if added or removed:
             for listener in self._membership_listeners:
@@ -122,14 +152,40 @@ class VolumeCatalog:
         return True
 
     def _reuse_or_build(self, record: VolumeRecord) -> VolumeView:
-        old = self._views.get(record.name)
-        result, live = self._results.get(record.name), self._live.get(record.name)
+        old = self._views.get(record.id)
+        result, live = self._results.get(record.id), self._live.get(record.id)
         if old is not None and old.record == record and old.result == result and old.live == live:
             return old
-        return VolumeView.build(record, result, live)
+        return self._build(record)
 
     def _build(self, record: VolumeRecord) -> VolumeView:
-        return VolumeView.build(record, self._results.get(record.name), self._live.get(record.name))
+        key = record.id
+        silent = self._silent_hosts.get(record.host) if record.host is not None else None
+        return VolumeView.build(record, self._results.get(key), self._live.get(key), silent)
+
+    def set_host_silence(self, host: str, since: datetime | None) -> None:
+        """A host's agent fell silent at `since` (None: it is heard again): its volumes
+        stay, marked stale with the time of the last contact."""
+        if self._silent_hosts.get(host) == since:
+            return
+        if since is None:
+            self._silent_hosts.pop(host, None)
+        else:
+            self._silent_hosts[host] = since
+        for record in [r for r in self._records.values() if r.host == host]:
+            self._put_view(self._build(record))
+        self._changed(reorder=False)
+
+    def ids_named(self, name: str) -> set[str]:
+        """The ids of every volume called `name` (one per host that has one)."""
+        return self._ids_by_name.get(name, set())
+
+    def volumes_dir_of(self, volume_id: str) -> str | None:
+        """The volumes directory of the engine holding the volume (scans are confined to)."""
+        record = self._records.get(volume_id)
+        if record is not None and record.host is not None:
+            return self.host_volumes_dirs.get(record.host)
+        return self.engine_volumes_dir
 
     def set_result(self, result: ScanResultData) -> None:
         current = self._results.get(result.volume_id)
@@ -202,4 +258,5 @@ class VolumeCatalog:
         return self._ordered
 
     def names(self) -> list[str]:
-        return [view.record.name for view in self._ordered]
+        """Every volume's id, in order."""
+        return [view.record.id for view in self._ordered]

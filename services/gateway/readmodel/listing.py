@@ -21,6 +21,8 @@ def filter_views(views: Iterable[VolumeView], query: VolumeListQuery) -> list[Vo
             continue
         if query.driver is not None and record.driver != query.driver:
             continue
+        if query.host is not None and record.host != query.host:
+            continue
         if query.orphaned is not None and (not record.attachments) != query.orphaned:
             continue
         if query.created_after is not None and record.created_at <= query.created_after:
@@ -50,6 +52,8 @@ def applied_filters(query: VolumeListQuery) -> dict[str, Any]:
         filters["q"] = query.q
     if query.driver is not None:
         filters["driver"] = query.driver
+    if query.host is not None:
+        filters["host"] = query.host
     if query.orphaned is not None:
         filters["orphaned"] = query.orphaned
     if query.created_after is not None:

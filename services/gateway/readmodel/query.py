@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
-SORT_FIELDS = ("name", "driver", "created_at", "size_bytes", "attachments_count", "last_scan_at")
 SortField = Literal[
-    "name", "driver", "created_at", "size_bytes", "attachments_count", "last_scan_at"
+    "name", "host", "driver", "created_at", "size_bytes", "attachments_count", "last_scan_at"
 ]
+SORT_FIELDS: tuple[str, ...] = get_args(SortField)
 
 
 class SortKey(BaseModel):
@@ -63,6 +63,7 @@ class VolumeListQuery(BaseModel):
     sort: str = Field("name:asc", max_length=512, description="field:dir[,field:dir...]")
     q: str | None = Field(None, max_length=256)
     driver: str | None = Field(None, max_length=256)
+    host: str | None = Field(None, max_length=64, description="only this host's volumes")
     orphaned: bool | None = None
     system: bool = False
     created_after: datetime | None = None

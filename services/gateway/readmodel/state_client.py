@@ -33,6 +33,7 @@ from common.messages import (
 from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.readmodel.catalog import VolumeCatalog
+from services.gateway.readmodel.replica import WatcherReplica
 
 log = logging.getLogger("gateway.state")
 
@@ -47,9 +48,8 @@ class StateClient:
         self.settings = settings
         self.catalog = catalog
         self.requester = f"gateway-{uuid.uuid4().hex[:8]}"
-        self.epoch: str | None = None
-        self.seq = 0
-        self.engine = EngineStatus(reachable=False, error="no state from the watcher yet")
+        self.replica = WatcherReplica(catalog)
+        self.host_id: str | None = None  # the watcher's (VV_HOST_ID, or its engine's name)
         self.last_heartbeat_monotonic: float | None = None
         self.first_state = asyncio.Event()
         self._context = context
@@ -72,6 +72,14 @@ class StateClient:
         self._subscriber.close()
         self._snapshots.close()
 
+    @property
+    def epoch(self) -> str | None:
+        return self.replica.epoch
+
+    @property
+    def engine(self) -> EngineStatus:
+        return self.replica.engine
+
     def watcher_age_seconds(self) -> float | None:
         if self.last_heartbeat_monotonic is None:
             return None
@@ -88,53 +96,14 @@ class StateClient:
             )
 
     def _apply(self, snapshot: StateSnapshot) -> None:
-        same_epoch = snapshot.epoch == self.epoch
-        if same_epoch and snapshot.seq <= self.seq:
-            return  # stale or duplicate
-        if not same_epoch:
-            log.info(
-                "watcher epoch=%s seq=%d (was epoch=%s)", snapshot.epoch, snapshot.seq, self.epoch
-            )
-        self.epoch, self.seq, self.engine = snapshot.epoch, snapshot.seq, snapshot.engine
-        if snapshot.engine.volumes_dir is not None:
-            self.catalog.engine_volumes_dir = snapshot.engine.volumes_dir
-        changed = self.catalog.replace_volumes(snapshot.volumes)
-        self.first_state.set()
-        log.debug(
-            "applied state seq=%d volumes=%d changed=%s",
-            snapshot.seq,
-            len(snapshot.volumes),
-            changed,
-        )
-
-    def _apply_delta(self, delta: StateDelta) -> bool:
-        """Apply a delta that follows ours; False when it cannot be (a snapshot is needed)."""
-        if delta.epoch == self.epoch and delta.seq <= self.seq:
-            return True  # stale or duplicate: nothing to do, nothing missing
-        if delta.epoch != self.epoch or delta.seq != self.seq + 1:
-            log.info("state delta out of order seq=%d after=%d", delta.seq, self.seq)
-            return False
-        started = time.process_time()
-        self.seq, self.engine = delta.seq, delta.engine
-        if delta.engine.volumes_dir is not None:
-            self.catalog.engine_volumes_dir = delta.engine.volumes_dir
-        changed = self.catalog.apply_delta(delta.upserts, delta.removed)
-        log.info(
-            "applied delta seq=%d upserts=%d removed=%d changed=%s cpu_ms=%.3f",
-            delta.seq,
-            len(delta.upserts),
-            len(delta.removed),
-            changed,
-            (time.process_time() - started) * 1000,
-        )
-        return True
+        if self.replica.apply_snapshot(snapshot):
+            self.first_state.set()
 
     def _note_heartbeat(self, beat: Heartbeat) -> bool:
         """Record liveness; True when the heartbeat shows we are behind."""
         self.last_heartbeat_monotonic = time.monotonic()
-        if beat.engine is not None and beat.instance == self.epoch:
-            self.engine = beat.engine
-        return beat.instance != self.epoch or beat.seq > self.seq
+        self.host_id = beat.host or self.host_id
+        return self.replica.note_heartbeat(beat)
 
     async def _read_updates(self) -> None:
         while True:
@@ -146,7 +115,7 @@ class StateClient:
                 continue
             if isinstance(message, StateDelta):
                 self.last_heartbeat_monotonic = time.monotonic()
-                if not self._apply_delta(message):
+                if not self.replica.apply_delta(message):
                     await self._request_snapshot()
             elif isinstance(message, Heartbeat) and self._note_heartbeat(message):
                 await self._request_snapshot()

@@ -48,8 +48,14 @@ class VolumeView:
 
     @classmethod
     def build(
-        cls, record: VolumeRecord, result: ScanResultData | None, live: LiveSize | None = None
+        cls,
+        record: VolumeRecord,
+        result: ScanResultData | None,
+        live: LiveSize | None = None,
+        host_silent_since: datetime | None = None,
     ) -> VolumeView:
+        """`host_silent_since`: on a gateway of many hosts, when the volume's host was last
+        heard, if it is silent now (its figures and attachments are as of then)."""
         attachments = len(record.attachments)
         system = is_system_volume(record)
         figures: ScanResultData | LiveSize | None = result
@@ -63,9 +69,12 @@ class VolumeView:
             else None
         )
         body: dict[str, Any] = {
-            "id": record.name,
-            "volume_id": record.name,
+            "id": record.id,
+            "volume_id": record.id,
             "name": record.name,
+            "host": record.host,
+            "host_stale": host_silent_since is not None,
+            "host_last_contact_at": rfc3339(host_silent_since) if host_silent_since else None,
             "driver": record.driver,
             "mountpoint": record.mountpoint,
             "created_at": rfc3339(record.created_at),

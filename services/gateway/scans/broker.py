@@ -5,6 +5,10 @@ A ROUTER hands each job to exactly one worker, and only to a worker that said it
 `liveness_timeout_seconds` is dead and its job is reported lost, so it can go elsewhere.
 The scanner's live-size tracker shares the socket: its messages go to the live listener
 (services/gateway/live/), and it is heartbeaten and timed out like a worker.
+
+On a gateway of many hosts (VV_BUS_AUTHORIZED_KEYS), each worker belongs to the host its
+key is listed for, and takes only jobs for that host's volumes; live sizes are not followed
+there yet (issue 16): the trackers are heartbeaten, their messages dropped, and walks measure.
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
 from pydantic import ValidationError
 
 from common import bus
-from common.curve import JOBS_LINK
+from common.curve import JOBS_LINK, AuthorizedKeys
 from common.messages import (
     GatewayHeartbeat,
     LiveFollow,
@@ -61,6 +65,7 @@ class WorkerInfo:
     identity: bytes
     worker_id: str
     last_seen: float
+    host: str | None = None  # on a gateway of many hosts: whose volumes it may walk
     ready: bool = False
     throttled: bool = False
     host_busy_percent: float = 0.0
@@ -74,9 +79,16 @@ class WorkerInfo:
 
 
 class ScanBroker:
-    def __init__(self, settings: Settings, context: zmq.asyncio.Context, instance: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        context: zmq.asyncio.Context,
+        instance: str,
+        keys: AuthorizedKeys | None = None,
+    ) -> None:
         self.settings = settings
         self.instance = instance
+        self.keys = keys  # many hosts: a worker's host is the one its key is listed for
         self.workers: dict[bytes, WorkerInfo] = {}
         self.listener: BrokerListener | None = None
         self.live_listener: LiveListener | None = None
@@ -109,12 +121,20 @@ class ScanBroker:
     def stuck_workers(self) -> list[WorkerInfo]:
         return [worker for worker in self.workers.values() if worker.stuck is not None]
 
-    def take_ready_worker(self) -> WorkerInfo | None:
-        """The ready worker idle the longest (least recently assigned)."""
+    def any_ready(self) -> bool:
+        return any(w.ready and w.scan_id is None and not w.retired for w in self.workers.values())
+
+    def take_ready_worker(self, host: str | None = None) -> WorkerInfo | None:
+        """The ready worker (of `host`'s pool) idle the longest (least recently assigned)."""
         ready = [
-            w for w in self.workers.values() if w.ready and w.scan_id is None and not w.retired
+            w
+            for w in self.workers.values()
+            if w.ready and w.scan_id is None and not w.retired and w.host == host
         ]
         return min(ready, key=lambda worker: worker.assigned_at) if ready else None
+
+    def workers_of(self, host: str) -> int:
+        return sum(1 for w in self.workers.values() if w.host == host and not w.retired)
 
     async def assign(self, worker: WorkerInfo, job: ScanJob) -> None:
         worker.scan_id = job.scan_id
@@ -141,11 +161,11 @@ class ScanBroker:
 
     async def _receive_loop(self) -> None:
         while True:
-            frames = await self._socket.recv_multipart()
+            frames = await self._socket.recv_multipart(copy=self.keys is None)
             if len(frames) != 2:
                 log.warning("dropped malformed frames count=%d", len(frames))
                 continue
-            identity, payload = frames
+            identity, payload, host = self._sender(frames)
             try:
                 message = decode(payload)
             except ValidationError as error:
@@ -161,8 +181,13 @@ class ScanBroker:
                 worker_id = getattr(message, "worker_id", None) or identity.decode(
                     "utf-8", "replace"
                 )
-                worker = self.workers[identity] = WorkerInfo(identity, worker_id, now)
-                log.info("worker joined worker=%s workers=%d", worker_id, len(self.workers))
+                worker = self.workers[identity] = WorkerInfo(identity, worker_id, now, host)
+                log.info(
+                    "worker joined worker=%s host=%s workers=%d",
+                    worker_id,
+                    host or "-",
+                    len(self.workers),
+                )
             worker.last_seen = now
             if isinstance(message, WorkerHeartbeat):
                 self._on_heartbeat(worker, message)
@@ -178,13 +203,22 @@ class ScanBroker:
             else:
                 log.warning("dropped unexpected kind=%s worker=%s", message.kind, worker.worker_id)
 
+    def _sender(self, frames: list[Any]) -> tuple[bytes, bytes, str | None]:
+        """(identity, payload, host): the host is the one the sender's key is listed for."""
+        if self.keys is None:
+            return frames[0], frames[1], None
+        identity, payload = frames[0].bytes, frames[1]
+        with contextlib.suppress(zmq.ZMQError):
+            return identity, payload.bytes, self.keys.host_of(payload.get("User-Id"))
+        return identity, payload.bytes, None
+
     def _on_live(self, identity: bytes, message: LiveStatus | LiveSizes) -> None:
         if identity not in self.trackers:
             log.info("tracker joined tracker=%s", message.tracker_id)
         self.trackers[identity] = time.monotonic()
         listener = self.live_listener
-        if listener is None:
-            return
+        if listener is None or self.keys is not None:
+            return  # many hosts: not followed yet (module docstring)
         if isinstance(message, LiveStatus):
             listener.status(identity, message)
         else:

@@ -166,10 +166,7 @@ class ScanCoordinator:
         async with self._dispatch_lock:
             waiting: list[str] = []  # volumes in their back-off keep their place
             try:
-                while self.queue:
-                    worker = self.broker.take_ready_worker()
-                    if worker is None:
-                        return
+                while self.queue and self.broker.any_ready():
                     scan_id = self.queue.popleft()
                     job = self.jobs.get(scan_id)
                     if job is None or job.terminal:
@@ -178,6 +175,15 @@ class ScanCoordinator:
                     if backoff > 0:
                         waiting.append(scan_id)
                         self._dispatch_later(backoff)
+                        continue
+                    # Many hosts: only a worker of the volume's host can walk it.
+                    view = self.catalog.get(job.row.volume_id)
+                    if view is None:
+                        await self._volume_gone(job)
+                        continue
+                    worker = self.broker.take_ready_worker(view.record.host)
+                    if worker is None:
+                        waiting.append(scan_id)  # its host's pool is busy: it keeps its place
                         continue
                     await self._hand_out(job, worker)
             finally:
@@ -196,22 +202,22 @@ class ScanCoordinator:
         self._retry_timer = None  # fired: the next back-off must set a wake-up of its own
         self.dispatch()
 
+    async def _volume_gone(self, job: Job) -> None:
+        failure = ScanFailure(
+            code="VOLUME_NOT_FOUND", message=f"volume {job.row.volume_id!r} is gone"
+        )
+        await self._finish(job, None, failure)
+
     async def _hand_out(self, job: Job, worker: WorkerInfo) -> None:
         view = self.catalog.get(job.row.volume_id)
         if view is None:
-            await self._finish(
-                job,
-                None,
-                ScanFailure(
-                    code="VOLUME_NOT_FOUND", message=f"volume {job.row.volume_id!r} is gone"
-                ),
-            )
+            await self._volume_gone(job)
             return
         previous = self.catalog.latest_result(job.row.volume_id)
         job.row.attempts += 1
         job.row.status = "running"
         job.row.started_at = utc_now()
-        job.worker_id = worker.worker_id
+        job.worker_id = job.row.worker_id = worker.worker_id
         await self.broker.assign(
             worker,
             ScanJob(
@@ -223,13 +229,15 @@ class ScanCoordinator:
                 if previous and previous.method == "native"
                 else None,
                 attempt=job.row.attempts,
-                volumes_dir=self.catalog.engine_volumes_dir,
+                volumes_dir=self.catalog.volumes_dir_of(job.row.volume_id),
                 timeout_seconds=self.settings.scan_timeout_seconds,
                 stall_timeout_seconds=self.settings.scan_stall_timeout_seconds,
             ),
         )
         await self._store_step(
-            self.store.mark_running(job.row.scan_id, job.row.started_at, job.row.attempts),
+            self.store.mark_running(
+                job.row.scan_id, job.row.started_at, job.row.attempts, worker.worker_id
+            ),
             job.row.scan_id,
         )
 

@@ -41,6 +41,7 @@ def job_json(row: JobRow, live: Job | None = None) -> dict[str, Any]:
         "current_size": result.total_size if result else (live.current_size if live else 0),
         "throttled": bool(live and live.throttled and not finished),
         "attempts": row.attempts,
+        "worker_id": row.worker_id,
         "requested_at": rfc3339(row.requested_at),
         "started_at": rfc3339(row.started_at) if row.started_at else None,
         "finished_at": rfc3339(row.finished_at) if row.finished_at else None,

@@ -231,6 +231,7 @@ class ScanScheduler:
             "workers": [
                 {
                     "worker_id": worker.worker_id,
+                    "host": worker.host,
                     "ready": worker.ready,
                     "scan_id": worker.scan_id,
                     "throttled": worker.throttled,

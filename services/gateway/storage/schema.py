@@ -81,6 +81,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX removed_volumes_time ON removed_volumes (removed_at);
     """,
+    # 5: which worker ran a job (on a gateway of many hosts, which host's pool)
+    """
+    ALTER TABLE scan_jobs ADD COLUMN worker_id TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

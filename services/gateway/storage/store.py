@@ -61,6 +61,7 @@ class JobRow:
     finished_at: datetime | None
     failure: ScanFailure | None
     result: ScanResultData | None
+    worker_id: str | None = None  # the worker it was last handed to
 
 
 def utc_text(moment: datetime) -> str:
@@ -255,13 +256,15 @@ class Store:
     # Every status change is guarded: only an open job (queued or running) moves, so a job
     # that ended can never be queued or started again, whatever races with its finish.
 
-    async def mark_running(self, scan_id: str, started_at: datetime, attempts: int) -> bool:
+    async def mark_running(
+        self, scan_id: str, started_at: datetime, attempts: int, worker_id: str | None = None
+    ) -> bool:
         """queued|running -> running; False when the job had already ended."""
         async with self.writing() as db:
             cursor = await db.execute(
-                "UPDATE scan_jobs SET status = 'running', started_at = ?, attempts = ?"
-                " WHERE scan_id = ? AND status IN ('queued', 'running')",
-                (started_at.isoformat(), attempts, scan_id),
+                "UPDATE scan_jobs SET status = 'running', started_at = ?, attempts = ?,"
+                " worker_id = ? WHERE scan_id = ? AND status IN ('queued', 'running')",
+                (started_at.isoformat(), attempts, worker_id, scan_id),
             )
             return cursor.rowcount == 1
 
@@ -386,7 +389,8 @@ class Store:
     async def _jobs(self, where: str, params: tuple[str, ...]) -> list[JobRow]:
         query = (
             "SELECT j.scan_id, j.volume_id, j.method, j.status, j.attempts, j.requested_at,"
-            " j.started_at, j.finished_at, j.error_code, j.error_message, r.result_json"
+            " j.started_at, j.finished_at, j.error_code, j.error_message, r.result_json,"
+            " j.worker_id"
             " FROM scan_jobs AS j LEFT JOIN scan_results AS r ON r.scan_id = j.scan_id " + where
         )
         async with self.db.execute(query, params) as cursor:
@@ -403,6 +407,7 @@ class Store:
                 finished_at=_time(row[7]),
                 failure=ScanFailure(code=row[8], message=row[9] or "") if row[8] else None,
                 result=ScanResultData.model_validate_json(row[10]) if row[10] else None,
+                worker_id=row[11],
             )
             for row in rows
         ]

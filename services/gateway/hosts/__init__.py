@@ -1,0 +1,1 @@
+"""Many hosts, one gateway (issue 16): the agents' state, host by host."""

@@ -1,0 +1,211 @@
+"""Issue 16: one gateway, many Docker hosts. Three private engines on this machine, each
+with its own watcher and scanner pool as agents on tcp://127.0.0.1 with their own keys
+(tests/support/hosts.py), and one gateway admitting the keys it lists."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.api import health
+from tests.support.engine import PrivateEngine
+from tests.support.hosts import HOSTS, Fleet, fleet, key_pair
+from tests.support.processes import Stack
+from tests.support.trees import du_bytes, mountpoint
+from tests.support.waiting import wait_until
+
+
+@pytest.fixture(scope="module")
+def fleet_of_three(
+    docker_engine: PrivateEngine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    with fleet(docker_engine, tmp_path_factory.mktemp("hosts")) as made:
+        yield made
+
+
+@pytest.fixture
+def hosts(fleet_of_three: Fleet) -> Iterator[Fleet]:
+    yield fleet_of_three
+    for engine in fleet_of_three.engines.values():
+        engine.remove_all()
+
+
+def ids(hosts: Fleet, **query: str) -> set[str]:
+    return {volume["id"] for volume in hosts.volumes(**query)}
+
+
+def volume(hosts: Fleet, name: str, **params: str) -> httpx.Response:
+    return httpx.get(f"{hosts.gateway.base_url}/api/v1/volumes/{name}", params=params)
+
+
+def test_the_listing_shows_every_hosts_volumes_with_their_host(hosts: Fleet) -> None:
+    hosts.engines["host-1"].client.volumes.create("vv-shared")
+    hosts.engines["host-2"].client.volumes.create("vv-shared")  # two volumes, one name
+    hosts.engines["host-3"].client.volumes.create("vv-only3")
+    expected = {"host-1/vv-shared", "host-2/vv-shared", "host-3/vv-only3"}
+    wait_until(lambda: ids(hosts) == expected, 15, message=lambda: f"listed {ids(hosts)}")
+    for shown in hosts.volumes():
+        host, _, name = shown["id"].partition("/")
+        assert (shown["host"], shown["name"], shown["volume_id"]) == (host, name, shown["id"])
+        assert shown["host_stale"] is False and shown["host_last_contact_at"] is None
+    assert ids(hosts, host="host-2") == {"host-2/vv-shared"}
+    ordered = [v["host"] for v in hosts.volumes(sort="host:desc")]
+    assert ordered == ["host-3", "host-2", "host-1"]
+
+    listed = hosts.hosts()
+    assert sorted(listed) == list(HOSTS)
+    for host, count in (("host-1", 1), ("host-2", 1), ("host-3", 1)):
+        entry = listed[host]
+        assert entry["volume_count"] == count and entry["engine_reachable"] is True, entry
+        assert entry["agent_heartbeat_age_seconds"] is not None and entry["stale"] is False
+    assert httpx.get(f"{hosts.gateway.base_url}/api/v1/hosts").json()["multi_host"] is True
+
+    # A name on one host only needs no host; on two it does, and the answer names them.
+    assert volume(hosts, "vv-only3").json()["id"] == "host-3/vv-only3"
+    ambiguous = volume(hosts, "vv-shared")
+    assert ambiguous.status_code == 400 and "host-1, host-2" in ambiguous.json()["message"]
+    assert volume(hosts, "vv-shared", host="host-2").json()["host"] == "host-2"
+    assert volume(hosts, "vv-shared", host="host-3").status_code == 404
+    assert volume(hosts, "vv-shared", host="../etc").status_code == 400
+
+
+def test_a_volume_made_on_host_2_reaches_the_websocket_with_its_host(hosts: Fleet) -> None:
+    with hosts.gateway.ws() as ws:
+        ws.recv_type("volume_update")
+        made = time.monotonic()
+        hosts.engines["host-2"].client.volumes.create("vv-live")
+        update = ws.recv_until(
+            lambda m: (
+                m["type"] == "volume_update" and any(v["id"] == "host-2/vv-live" for v in m["data"])
+            ),
+            timeout=5,
+        )
+        seen = time.monotonic() - made
+    shown = next(v for v in update["data"] if v["id"] == "host-2/vv-live")
+    assert shown["host"] == "host-2" and shown["name"] == "vv-live"
+    print(f"engine event on host-2 to volume_update: {seen * 1000:.0f} ms")
+
+
+def _scanned(hosts: Fleet, scan_id: str) -> dict[str, Any] | None:
+    body: dict[str, Any] = httpx.get(f"{hosts.gateway.base_url}/api/v1/scans/{scan_id}").json()
+    return body if body["status"] in ("completed", "failed") else None
+
+
+def test_a_host_3_volume_is_walked_by_host_3s_pool_and_equals_du_there(hosts: Fleet) -> None:
+    for host in HOSTS:  # the same name everywhere: only host 3's may be walked
+        hosts.engines[host].client.volumes.create("vv-walked")
+    root = mountpoint(hosts.engines["host-3"], "vv-walked")
+    (root / "data").write_bytes(b"3" * 123_457)
+    (root / "sub").mkdir()
+    (root / "sub" / "more").write_bytes(b"3" * 4_000)
+    wait_until(lambda: len(ids(hosts, q="vv-walked")) == 3, 15, message="not listed on 3 hosts")
+    url = f"{hosts.gateway.base_url}/api/v1/volumes/vv-walked/size/refresh"
+    accepted = httpx.post(url, params={"host": "host-3"}, json={"async": True})
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["volume_id"] == "host-3/vv-walked"
+    job = wait_until(lambda: _scanned(hosts, accepted.json()["scan_id"]), 30, message="no end")
+    assert job is not None and job["status"] == "completed", job
+    workers = httpx.get(f"{hosts.gateway.base_url}/api/v1/scheduler").json()["workers"]
+    host_of = {worker["worker_id"]: worker["host"] for worker in workers}
+    assert host_of[job["worker_id"]] == "host-3", (job["worker_id"], host_of)
+    assert job["result"]["disk_usage"] == du_bytes(root)
+    assert job["result"]["total_size"] == 127_457
+    others = [v for v in hosts.volumes(q="vv-walked") if v["host"] != "host-3"]
+    assert [v["size_bytes"] for v in others] == [None, None]  # never walked
+
+
+def test_an_agent_with_an_unlisted_key_is_refused_and_logged(hosts: Fleet) -> None:
+    hosts.engines["host-1"].client.volumes.create("vv-rogue")
+    rogue = hosts.agent("host-x", *key_pair(), hosts.engines["host-1"])
+    try:
+        rogue.start("watcher")
+        hosts.gateway["gateway"].wait_for_log("key not in VV_BUS_AUTHORIZED_KEYS", timeout=15)
+        wait_until(lambda: "host-1/vv-rogue" in ids(hosts), 15, message="host-1 not listed")
+        assert "host-x" not in hosts.hosts()
+        assert all(v["host"] in HOSTS for v in hosts.volumes())
+    finally:
+        rogue.close()
+
+
+def test_an_agent_speaking_for_another_host_is_refused(hosts: Fleet) -> None:
+    public, secret = hosts.keys["host-1"]
+    impostor = hosts.agent("host-2", public, secret, hosts.engines["host-3"])
+    try:
+        impostor.start("watcher")
+        hosts.gateway["gateway"].wait_for_log(
+            "its key is listed for host=host-1 but it says host=host-2", timeout=15
+        )
+    finally:
+        impostor.close()
+
+
+def _stale(hosts: Fleet, host: str) -> bool:
+    return bool(hosts.hosts()[host]["stale"])
+
+
+def test_a_killed_agent_goes_stale_then_converges_when_it_returns(hosts: Fleet) -> None:
+    engine, agent = hosts.engines["host-2"], hosts.agents["host-2"]
+    engine.client.volumes.create("vv-before")
+    wait_until(lambda: "host-2/vv-before" in ids(hosts), 15, message="never listed")
+    for service in ("watcher", "scanner"):
+        agent[service].kill(children=True)
+    wait_until(lambda: _stale(hosts, "host-2"), 15, message="host-2 never went stale")
+    checks = health(hosts.gateway)
+    assert checks["hosts"]["status"] == "degraded" and "host-2" in checks["hosts"]["message"]
+    kept = volume(hosts, "vv-before", host="host-2").json()
+    assert kept["host_stale"] is True and kept["host_last_contact_at"].endswith("Z")
+    assert hosts.hosts()["host-2"]["last_contact_at"] is not None
+
+    engine.client.volumes.create("vv-while-away")
+    engine.client.volumes.get("vv-before").remove()
+    restarted = time.monotonic()
+    agent.start("watcher", "scanner")
+
+    def converged() -> bool:
+        listed = {v["id"]: v for v in hosts.volumes(host="host-2")}
+        return (
+            set(listed) == {"host-2/vv-while-away"}
+            and not listed["host-2/vv-while-away"]["host_stale"]
+        )
+
+    wait_until(converged, 15, message=lambda: f"host-2 shows {ids(hosts, host='host-2')}")
+    print(f"host-2 converged {time.monotonic() - restarted:.2f} s after its agent restarted")
+    hosts.wait_heard("host-2")
+    assert health(hosts.gateway)["hosts"]["status"] == "ok"
+
+
+def test_a_restarted_gateway_reloads_every_host(hosts: Fleet) -> None:
+    for host in HOSTS:
+        hosts.engines[host].client.volumes.create(f"vv-{host}")
+    expected = {f"{host}/vv-{host}" for host in HOSTS}
+    wait_until(lambda: ids(hosts) == expected, 15, message="not listed")
+    hosts.gateway["gateway"].terminate()
+    hosts.gateway.start("gateway")
+    hosts.gateway.wait_http_ready()
+    wait_until(lambda: ids(hosts) == expected, 15, message=lambda: f"listed {ids(hosts)}")
+    hosts.wait_heard(*HOSTS)
+
+
+def test_the_gateway_refuses_to_start_with_an_unusable_key_file(
+    docker_engine: PrivateEngine, tmp_path: Path, hosts: Fleet
+) -> None:
+    listed = tmp_path / "keys"
+    listed.write_text("not-a-key host-1\n")
+    broken = Stack(docker_engine.host, tmp_path / "broken")
+    broken.configure(
+        VV_BUS_AUTHORIZED_KEYS=str(listed),
+        VV_BUS_AGENTS_ENDPOINT=hosts.endpoints["agents"].rsplit(":", 1)[0] + ":1",
+        VV_BUS_CURVE_GATEWAY_PUBLIC=hosts.gateway_public,
+        VV_BUS_CURVE_GATEWAY_SECRET=key_pair()[1],
+    )
+    try:
+        process = broken.process("gateway").start()
+        assert process.wait(20) == 2
+        assert "line 1: not a Z85 CurveZMQ public key" in process.log_text()
+    finally:
+        broken.close()
