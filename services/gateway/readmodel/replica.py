@@ -77,13 +77,13 @@ class WatcherReplica:
         self._note_engine(delta.engine)
         changed = self.catalog.apply_delta(delta.upserts, delta.removed, self.host)
         log.info(
-            "applied delta seq=%d upserts=%d removed=%d changed=%s cpu_ms=%.3f host=%s",
+            "applied delta host=%s seq=%d upserts=%d removed=%d changed=%s cpu_ms=%.3f",
+            self.host or "-",
             delta.seq,
             len(delta.upserts),
             len(delta.removed),
             changed,
             (time.process_time() - started) * 1000,
-            self.host or "-",
         )
         return True
 
