@@ -150,8 +150,8 @@ class AuthorizedKeys:
         hosts: dict[str, str] = {}
         for number, line in enumerate(text.splitlines(), start=1):
             words = line.split()
-            if not words or words[0].startswith("#"):
-                continue  # a comment only as a whole line: Z85 keys may hold '#'
+            if not words or (words[0].startswith("#") and not _is_z85_key(words[0].encode())):
+                continue  # a comment line ('#' may be inside a Z85 key, never first)
             where = f"{source} line {number}"
             if len(words) != 2:
                 raise BusSecurityError(f"{where}: expected '<public key> <host>'")

@@ -34,3 +34,11 @@ def test_each_listed_key_speaks_for_its_host_and_no_other_key_gets_in() -> None:
 def test_a_line_that_is_not_a_key_and_a_host_is_refused_by_number(text: str, problem: str) -> None:
     with pytest.raises(BusSecurityError, match=problem):
         AuthorizedKeys.parse(text.format(key=public_key()), "f")
+
+
+
+def test_a_key_holding_a_hash_is_a_key_and_a_commented_out_line_is_not() -> None:
+    hashed = next(key for key in iter(public_key, None) if "#" in key)
+    other = public_key()
+    keys = AuthorizedKeys.parse(f"{hashed} host-1\n#{other} host-2\n# {other} host-3\n", "f")
+    assert keys.hosts == {hashed: "host-1"}
