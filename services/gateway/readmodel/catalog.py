@@ -19,8 +19,9 @@ from services.gateway.readmodel.views import VolumeView, live_size
 ChangeListener = Callable[[], None]
 
 
-def _view_id(view: VolumeView) -> str:
-    return view.record.id
+def _order(view: VolumeView) -> tuple[str, str]:
+    """Views are kept by name, then id (host): the listing's default order, unsorted."""
+    return view.record.name, view.record.id
 
 
 MembershipListener = Callable[[frozenset[str], frozenset[str]], None]
@@ -56,18 +57,18 @@ class VolumeCatalog:
 
     def _changed(self, reorder: bool = True) -> None:
         if reorder:
-            self._ordered = [self._views[key] for key in sorted(self._views)]
+            self._ordered = sorted(self._views.values(), key=_order)
         self.version += 1
         for listener in self._listeners:
             listener()
 
-    def _position(self, key: str) -> int:
-        return bisect.bisect_left(self._ordered, key, key=_view_id)
+    def _position(self, record: VolumeRecord) -> int:
+        return bisect.bisect_left(self._ordered, (record.name, record.id), key=_order)
 
     def _put_view(self, view: VolumeView) -> None:
         """Install one view, keeping the id order without sorting everything again."""
         key = view.record.id
-        at = self._position(key)
+        at = self._position(view.record)
         if key in self._views:
             self._ordered[at] = view
         else:
@@ -78,7 +79,7 @@ class VolumeCatalog:
     def _drop_view(self, key: str) -> None:
         view = self._views.pop(key, None)
         if view is not None:
-            del self._ordered[self._position(key)]
+            del self._ordered[self._position(view.record)]
             self._unindex(view.record)
 
     def _unindex(self, record: VolumeRecord) -> None:
@@ -254,7 +255,7 @@ class VolumeCatalog:
         return len(self._results)
 
     def views(self) -> list[VolumeView]:
-        """Every volume, ordered by name."""
+        """Every volume, ordered by name (then id: host)."""
         return self._ordered
 
     def names(self) -> list[str]:

@@ -36,7 +36,10 @@ def filter_views(views: Iterable[VolumeView], query: VolumeListQuery) -> list[Vo
 
 
 def sort_views(views: list[VolumeView], keys: list[SortKey]) -> list[VolumeView]:
-    """Stable sorts from the last key to the first; nulls go last in either direction."""
+    """Stable sorts from the last key to the first; nulls go last in either direction.
+    The catalog's views come by name already: the default `name:asc` costs no sort."""
+    if [(key.field, key.direction) for key in keys] == [("name", "asc")]:
+        return views
     ordered = views
     for key in reversed(keys):
         present = [view for view in ordered if view.sort_value(key.field) is not None]
