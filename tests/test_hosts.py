@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+import zmq
 
+from common.messages import ScanFinished, ScanResultData, WorkerHeartbeat, encode, utc_now
 from tests.support.api import health
 from tests.support.engine import PrivateEngine
 from tests.support.hosts import HOSTS, Fleet, fleet, key_pair
@@ -209,3 +211,50 @@ def test_the_gateway_refuses_to_start_with_an_unusable_key_file(
         assert "line 1: not a Z85 CurveZMQ public key" in process.log_text()
     finally:
         broken.close()
+
+
+def test_another_hosts_key_can_neither_end_nor_claim_a_hosts_scan(hosts: Fleet) -> None:
+    engine, agent = hosts.engines["host-3"], hosts.agents["host-3"]
+    engine.client.volumes.create("vv-guarded")
+    (mountpoint(engine, "vv-guarded") / "f").write_bytes(b"g" * 5_555)
+    wait_until(lambda: "host-3/vv-guarded" in ids(hosts), 15, message="never listed")
+    agent["scanner"].kill(children=True)  # host 3 has no worker: its job stays queued
+    wait_until(lambda: hosts.hosts()["host-3"]["scanner_workers"] == 0, 15, message="workers")
+    url = f"{hosts.gateway.base_url}/api/v1/volumes/vv-guarded/size/refresh"
+    scan_id = httpx.post(url, params={"host": "host-3"}, json={"async": True}).json()["scan_id"]
+
+    # A worker with host 1's key says it ran the job, and finished it with a made-up size.
+    forged = ScanFinished(
+        scan_id=scan_id,
+        volume_id="host-3/vv-guarded",
+        worker_id="forged",
+        result=ScanResultData(
+            volume_id="host-3/vv-guarded", total_size=1, disk_usage=1, file_count=1,
+            directory_count=0, largest_file=1, skipped=0, scanned_at=utc_now(),
+            method="native", duration=1, filesystem_type="ext4",
+        ),
+    )  # fmt: skip
+    busy = WorkerHeartbeat(worker_id="forged", ready=False, current_scan_id=scan_id)
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    public, secret = hosts.keys["host-1"]
+    socket.setsockopt(zmq.CURVE_SERVERKEY, hosts.gateway_public.encode())
+    socket.setsockopt(zmq.CURVE_PUBLICKEY, public.encode())
+    socket.setsockopt(zmq.CURVE_SECRETKEY, secret.encode())
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(hosts.endpoints["jobs"])
+    try:
+        socket.send(encode(busy))
+        socket.send(encode(forged))
+        hosts.gateway["gateway"].wait_for_log(
+            f"dropped a report on another host's scan scan_id={scan_id}", timeout=15
+        )
+    finally:
+        socket.close()
+        context.term()
+    assert _scanned(hosts, scan_id) is None  # still open: nothing forged was taken
+
+    agent.start("scanner")
+    job = wait_until(lambda: _scanned(hosts, scan_id), 30, message="never ran on host 3")
+    assert job is not None and job["status"] == "completed", job
+    assert job["result"]["total_size"] == 5_555

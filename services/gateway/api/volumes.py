@@ -29,11 +29,11 @@ blueprint = Blueprint("volumes", __name__, url_prefix="/api/v1")
 VOLUME_ID_MAX_BYTES = 255
 
 
-def volume_id_problem(volume_id: str) -> str | None:
+def volume_id_problem(volume_id: str, multi_host: bool = False) -> str | None:
     """Why `volume_id` cannot name a volume, or None when it may (`<host>/<name>` names one
     on a gateway of many hosts)."""
     host, separator, name = volume_id.partition("/")
-    if separator and HOST_ID.fullmatch(host):
+    if multi_host and separator and HOST_ID.fullmatch(host):
         volume_id = name
     if len(volume_id.encode(errors="surrogatepass")) > VOLUME_ID_MAX_BYTES:
         return f"longer than {VOLUME_ID_MAX_BYTES} bytes"
@@ -52,9 +52,12 @@ def resolve_path_volume(endpoint: str | None, values: dict[str, Any] | None) -> 
     the one volume of that name if only one host has it (else a 400 naming the hosts)."""
     if not values or not isinstance(values.get("volume_id"), str):
         return
+    state = runtime()
+    if not state.settings.multi_host:
+        return  # one host: ids are names, as they always were
     name: str = values["volume_id"]
     host = request.args.get("host")
-    catalog = runtime().catalog
+    catalog = state.catalog
     if host is not None:
         if not HOST_ID.fullmatch(host):
             raise _invalid("query", "host", "not a host name")
@@ -85,7 +88,7 @@ def _invalid(where: str, field: str, problem: str) -> ApiError:
 
 
 def find_volume(volume_id: str) -> VolumeView:
-    problem = volume_id_problem(volume_id)
+    problem = volume_id_problem(volume_id, runtime().settings.multi_host)
     if problem is not None:
         raise _invalid("path", "volume_id", problem)
     view = runtime().catalog.get(volume_id)

@@ -85,10 +85,14 @@ class AgentIntake:
     def epoch(self) -> str | None:
         return None  # one per host: see `hosts`
 
+    def _heard(self) -> list[HostState]:
+        """The hosts heard and not silent now (silence is the `hosts` check's to report)."""
+        return [s for s in self.hosts.values() if s.heard_at is not None and not s.silent]
+
     @property
     def engine(self) -> EngineStatus:
         """Reachable when every host heard reports its engine reachable."""
-        heard = [state for state in self.hosts.values() if state.heard_at is not None]
+        heard = self._heard()
         down = [s for s in heard if not s.replica.engine.reachable]
         if not heard:
             return EngineStatus(reachable=False, error="no agent heard yet")
@@ -98,8 +102,8 @@ class AgentIntake:
         return EngineStatus(reachable=True)
 
     def watcher_age_seconds(self) -> float | None:
-        """The oldest silence among the agents heard so far (None: none heard)."""
-        ages = [self.age_seconds(state) for state in self.hosts.values()]
+        """The oldest silence among the agents heard and not silent (None: none is)."""
+        ages = [self.age_seconds(state) for state in self._heard()]
         known = [age for age in ages if age is not None]
         return max(known) if known else None
 
@@ -153,7 +157,7 @@ class AgentIntake:
             if isinstance(message, Heartbeat):
                 if not self._claim_allowed(state, message):
                     continue
-                self._heard(state, identity)
+                self._note_heard(state, identity)
                 if state.replica.note_heartbeat(message):
                     await self._ask_snapshot(state)
             elif identity != state.identity:
@@ -161,11 +165,11 @@ class AgentIntake:
                 # heartbeat (a new epoch to us) asks for the snapshot.
                 log.debug("agent state before its heartbeat dropped host=%s", host)
             elif isinstance(message, StateDelta):
-                self._heard(state, identity)
+                self._note_heard(state, identity)
                 if not state.replica.apply_delta(message):
                     await self._ask_snapshot(state)
             elif isinstance(message, StateSnapshot):
-                self._heard(state, identity)
+                self._note_heard(state, identity)
                 if state.replica.apply_snapshot(message):
                     log.info(
                         "host state host=%s volumes=%d seq=%d",
@@ -192,7 +196,7 @@ class AgentIntake:
             )
         return False
 
-    def _heard(self, state: HostState, identity: bytes) -> None:
+    def _note_heard(self, state: HostState, identity: bytes) -> None:
         if state.identity != identity:
             log.info("agent connected host=%s", state.host)
         state.identity = identity

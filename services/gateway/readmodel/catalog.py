@@ -44,6 +44,7 @@ class VolumeCatalog:
         self.host_volumes_dirs: dict[str, str] = {}
         self._silent_hosts: dict[str, datetime] = {}
         self._ids_by_name: dict[str, set[str]] = {}  # a name -> its ids on every host
+        self._hosts_with_state: set[str] = set()  # hosts whose watcher's state is in
         self.version = 0  # bumped on every visible change (caches key on it)
         self.records_version = 0  # bumped when the watcher's records change
 
@@ -97,6 +98,7 @@ class VolumeCatalog:
         visible changed. Costs the changed volumes, not the whole set."""
         self.has_state = True
         if host is not None:
+            self._hosts_with_state.add(host)
             upserts = [record.model_copy(update={"host": host}) for record in upserts]
             removed = [f"{host}/{name}" for name in removed]
         gone = frozenset(key for key in removed if key in self._records)
@@ -176,6 +178,12 @@ class VolumeCatalog:
         for record in [r for r in self._records.values() if r.host == host]:
             self._put_view(self._build(record))
         self._changed(reorder=False)
+
+    def may_come(self, volume_id: str) -> bool:
+        """On a gateway of many hosts: an id not here now of a host whose state is not in
+        yet (restored jobs wait for it rather than fail)."""
+        host, separator, _ = volume_id.partition("/")
+        return bool(separator) and host not in self._hosts_with_state
 
     def ids_named(self, name: str) -> set[str]:
         """The ids of every volume called `name` (one per host that has one)."""

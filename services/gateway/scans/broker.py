@@ -52,6 +52,7 @@ class BrokerListener(Protocol):
     async def finished(self, message: ScanFinished) -> bool: ...
     def job_lost(self, scan_id: str, worker_id: str, worker_died: bool) -> None: ...
     def job_claimed(self, scan_id: str, worker_id: str) -> None: ...
+    def job_host(self, scan_id: str) -> str | None: ...
 
 
 class LiveListener(Protocol):
@@ -189,6 +190,10 @@ class ScanBroker:
                     len(self.workers),
                 )
             worker.last_seen = now
+            if isinstance(message, ScanProgress | ScanFinished) and not self._may_report(
+                worker, message.scan_id
+            ):
+                continue
             if isinstance(message, WorkerHeartbeat):
                 self._on_heartbeat(worker, message)
             elif isinstance(message, ScanProgress):
@@ -211,6 +216,21 @@ class ScanBroker:
         with contextlib.suppress(zmq.ZMQError):
             return identity, payload.bytes, self.keys.host_of(payload.get("User-Id"))
         return identity, payload.bytes, None
+
+    def _may_report(self, worker: WorkerInfo, scan_id: str) -> bool:
+        """Many hosts: a worker speaks only of a job it holds or one of its host's volumes
+        (another host's key must not end, nor claim, that host's scans)."""
+        if self.keys is None or worker.scan_id == scan_id or scan_id in worker.pending_outcomes:
+            return True
+        if worker.host is not None and self._listener().job_host(scan_id) == worker.host:
+            return True
+        log.warning(
+            "dropped a report on another host's scan scan_id=%s worker=%s host=%s",
+            scan_id,
+            worker.worker_id,
+            worker.host or "-",
+        )
+        return False
 
     def _on_live(self, identity: bytes, message: LiveStatus | LiveSizes) -> None:
         if identity not in self.trackers:
@@ -236,7 +256,9 @@ class ScanBroker:
             )
         worker.retired, worker.stuck = beat.retired, beat.stuck
         if beat.current_scan_id is not None:
-            if worker.scan_id != beat.current_scan_id:
+            if worker.scan_id != beat.current_scan_id and self._may_report(
+                worker, beat.current_scan_id
+            ):
                 # It holds a job we did not give it: we restarted while it worked. Adopt it.
                 worker.scan_id = beat.current_scan_id
                 self._listener().job_claimed(beat.current_scan_id, worker.worker_id)

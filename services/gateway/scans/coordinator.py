@@ -178,8 +178,11 @@ class ScanCoordinator:
                         continue
                     # Many hosts: only a worker of the volume's host can walk it.
                     view = self.catalog.get(job.row.volume_id)
-                    if view is None:
+                    if view is None and not self.catalog.may_come(job.row.volume_id):
                         await self._volume_gone(job)
+                        continue
+                    if view is None:
+                        waiting.append(scan_id)  # its host not heard yet: its state may have it
                         continue
                     worker = self.broker.take_ready_worker(view.record.host)
                     if worker is None:
@@ -284,10 +287,26 @@ class ScanCoordinator:
                 job.row.attempts,
             )
             return True
-        failure = message.failure
-        if message.result is None and failure is None:
+        failure, result = message.failure, message.result
+        if result is not None and result.volume_id != job.row.volume_id:
+            log.warning(
+                "outcome for another volume scan_id=%s worker=%s volume_id=%s result_for=%s",
+                message.scan_id,
+                message.worker_id,
+                job.row.volume_id,
+                result.volume_id,
+            )
+            result, failure = None, ScanFailure(code="SCAN_FAILED", message="outcome mismatch")
+        if result is None and failure is None:
             failure = ScanFailure(code="SCAN_FAILED", message="worker sent no outcome")
-        return await self._finish(job, message.result, failure, message.tree)
+        return await self._finish(job, result, failure, message.tree if result else None)
+
+    def job_host(self, scan_id: str) -> str | None:
+        """Many hosts: the host of an open job's volume (its id's first part)."""
+        job = self.jobs.get(scan_id)
+        if job is None or "/" not in job.row.volume_id:
+            return None
+        return job.row.volume_id.partition("/")[0]
 
     def job_lost(self, scan_id: str, worker_id: str | None, worker_died: bool) -> None:
         job = self.jobs.get(scan_id)
