@@ -26,6 +26,7 @@ An agent host has one pair of its own (`VV_BUS_CURVE_AGENT_*`) for its watcher a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import logging
@@ -177,6 +178,14 @@ class AuthorizedKeys:
     def host_of(self, user_id: str | None) -> str | None:
         """The host whose key a message came with (its `User-Id`), or None."""
         return self.hosts.get(user_id) if user_id else None
+
+    def sender_of(self, frame: zmq.Frame) -> str | None:
+        """The host whose key `frame` came with (pyzmq's ZAP handler names a CurveZMQ peer
+        by its Z85 key in the frame's `User-Id`), or None."""
+        with contextlib.suppress(zmq.ZMQError):
+            user_id = frame.get("User-Id")
+            return self.host_of(user_id) if isinstance(user_id, str) else None
+        return None
 
 
 @functools.cache

@@ -109,6 +109,13 @@ class VolumeRecord(BaseModel):
         return f"{self.host}/{self.name}" if self.host is not None else self.name
 
 
+def split_volume_id(volume_id: str) -> tuple[str | None, str]:
+    """(host, name) of a volume id: the inverse of `VolumeRecord.id` (host None: one host's
+    id, which is its name; a name never holds a '/')."""
+    host, separator, name = volume_id.partition("/")
+    return (host, name) if separator else (None, volume_id)
+
+
 class ScanResultData(BaseModel):
     """A finished measurement, as the contract's scan result (less `cache_hit`)."""
 

@@ -16,6 +16,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_querystring, validate_response
 
+from common.messages import split_volume_id
 from common.settings import HOST_ID
 from services.gateway.api.models import AttachmentListOut, VolumeDetailOut, VolumeListOut
 from services.gateway.http.errors import ApiError, volume_not_found
@@ -32,8 +33,8 @@ VOLUME_ID_MAX_BYTES = 255
 def volume_id_problem(volume_id: str, multi_host: bool = False) -> str | None:
     """Why `volume_id` cannot name a volume, or None when it may (`<host>/<name>` names one
     on a gateway of many hosts)."""
-    host, separator, name = volume_id.partition("/")
-    if multi_host and separator and HOST_ID.fullmatch(host):
+    host, name = split_volume_id(volume_id)
+    if multi_host and host is not None and HOST_ID.fullmatch(host):
         volume_id = name
     if len(volume_id.encode(errors="surrogatepass")) > VOLUME_ID_MAX_BYTES:
         return f"longer than {VOLUME_ID_MAX_BYTES} bytes"
@@ -69,7 +70,7 @@ def resolve_path_volume(endpoint: str | None, values: dict[str, Any] | None) -> 
     if len(ids) == 1:
         values["volume_id"] = ids[0]
     elif len(ids) > 1:
-        hosts = ", ".join(volume_id.partition("/")[0] for volume_id in ids)
+        hosts = ", ".join(str(split_volume_id(volume_id)[0]) for volume_id in ids)
         raise _invalid("query", "host", f"volume {name!r} is on several hosts ({hosts}): give host")
 
 

@@ -142,7 +142,7 @@ class AgentIntake:
                 log.warning("dropped malformed agent frames count=%d", len(frames))
                 continue
             identity, payload = frames[0].bytes, frames[1]
-            host = self.keys.host_of(_user_id(payload))
+            host = self.keys.sender_of(payload)
             state = self.hosts.get(host) if host is not None else None
             if state is None:
                 log.warning("dropped agent message with no listed key")
@@ -229,11 +229,3 @@ class AgentIntake:
                         "host silent host=%s last_contact=%s", state.host, state.last_contact_at
                     )
             await asyncio.sleep(self.settings.heartbeat_interval_seconds)
-
-
-def _user_id(frame: zmq.Frame) -> str | None:
-    """The CurveZMQ key the frame came with (pyzmq's ZAP handler names peers by it)."""
-    with contextlib.suppress(zmq.ZMQError):
-        value = frame.get("User-Id")
-        return value if isinstance(value, str) else None
-    return None

@@ -13,7 +13,7 @@ import bisect
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from common.messages import LiveSize, ScanResultData, VolumeRecord
+from common.messages import LiveSize, ScanResultData, VolumeRecord, split_volume_id
 from services.gateway.readmodel.views import VolumeView, live_size
 
 ChangeListener = Callable[[], None]
@@ -182,8 +182,8 @@ class VolumeCatalog:
     def may_come(self, volume_id: str) -> bool:
         """On a gateway of many hosts: an id not here now of a host whose state is not in
         yet (restored jobs wait for it rather than fail)."""
-        host, separator, _ = volume_id.partition("/")
-        return bool(separator) and host not in self._hosts_with_state
+        host, _ = split_volume_id(volume_id)
+        return host is not None and host not in self._hosts_with_state
 
     def ids_named(self, name: str) -> set[str]:
         """The ids of every volume called `name` (one per host that has one)."""

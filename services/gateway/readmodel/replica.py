@@ -23,7 +23,6 @@ class WatcherReplica:
         self.epoch: str | None = None
         self.seq = 0
         self.engine = EngineStatus(reachable=False, error="no state from the watcher yet")
-        self.has_snapshot = False
 
     def _note_engine(self, engine: EngineStatus) -> None:
         self.engine = engine
@@ -50,7 +49,6 @@ class WatcherReplica:
         self.epoch, self.seq = snapshot.epoch, snapshot.seq
         self._note_engine(snapshot.engine)
         changed = self.catalog.replace_volumes(snapshot.volumes, self.host)
-        self.has_snapshot = True
         log.debug(
             "applied state seq=%d volumes=%d changed=%s host=%s",
             snapshot.seq,

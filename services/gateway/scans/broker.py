@@ -212,10 +212,7 @@ class ScanBroker:
         """(identity, payload, host): the host is the one the sender's key is listed for."""
         if self.keys is None:
             return frames[0], frames[1], None
-        identity, payload = frames[0].bytes, frames[1]
-        with contextlib.suppress(zmq.ZMQError):
-            return identity, payload.bytes, self.keys.host_of(payload.get("User-Id"))
-        return identity, payload.bytes, None
+        return frames[0].bytes, frames[1].bytes, self.keys.sender_of(frames[1])
 
     def _may_report(self, worker: WorkerInfo, scan_id: str) -> bool:
         """Many hosts: a worker speaks only of a job it holds or one of its host's volumes

@@ -25,11 +25,13 @@ from common.messages import (
     ScanProgress,
     ScanResultData,
     ScanTree,
+    split_volume_id,
     utc_now,
 )
 from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.readmodel.catalog import VolumeCatalog
+from services.gateway.readmodel.views import VolumeView
 from services.gateway.scans.broker import ScanBroker, WorkerInfo
 from services.gateway.scans.errors import NoScanner, UnknownVolume
 from services.gateway.scans.jobs import Job, terminal_event
@@ -188,7 +190,7 @@ class ScanCoordinator:
                     if worker is None:
                         waiting.append(scan_id)  # its host's pool is busy: it keeps its place
                         continue
-                    await self._hand_out(job, worker)
+                    await self._hand_out(job, worker, view)
             finally:
                 self.queue.extendleft(reversed(waiting))
 
@@ -211,11 +213,7 @@ class ScanCoordinator:
         )
         await self._finish(job, None, failure)
 
-    async def _hand_out(self, job: Job, worker: WorkerInfo) -> None:
-        view = self.catalog.get(job.row.volume_id)
-        if view is None:
-            await self._volume_gone(job)
-            return
+    async def _hand_out(self, job: Job, worker: WorkerInfo, view: VolumeView) -> None:
         previous = self.catalog.latest_result(job.row.volume_id)
         job.row.attempts += 1
         job.row.status = "running"
@@ -304,9 +302,7 @@ class ScanCoordinator:
     def job_host(self, scan_id: str) -> str | None:
         """Many hosts: the host of an open job's volume (its id's first part)."""
         job = self.jobs.get(scan_id)
-        if job is None or "/" not in job.row.volume_id:
-            return None
-        return job.row.volume_id.partition("/")[0]
+        return split_volume_id(job.row.volume_id)[0] if job is not None else None
 
     def job_lost(self, scan_id: str, worker_id: str | None, worker_died: bool) -> None:
         job = self.jobs.get(scan_id)
