@@ -36,7 +36,6 @@ def test_a_line_that_is_not_a_key_and_a_host_is_refused_by_number(text: str, pro
         AuthorizedKeys.parse(text.format(key=public_key()), "f")
 
 
-
 def test_a_key_holding_a_hash_is_a_key_and_a_commented_out_line_is_not() -> None:
     hashed = next(key for key in iter(public_key, None) if "#" in key)
     other = public_key()

@@ -9,7 +9,7 @@ from quart_schema import validate_querystring, validate_response
 
 from services.gateway.api.models import OrphanedReportOut, OrphanedReportQuery
 from services.gateway.http.openapi_doc import document_errors
-from services.gateway.readmodel.listing import filter_views, list_page
+from services.gateway.readmodel.listing import list_page
 from services.gateway.runtime import runtime
 
 blueprint = Blueprint("reports", __name__, url_prefix="/api/v1")
@@ -22,9 +22,7 @@ blueprint = Blueprint("reports", __name__, url_prefix="/api/v1")
 async def orphaned_report(query_args: OrphanedReportQuery) -> dict[str, Any]:
     """Paged like `/volumes` (same filters; `orphaned` is always true), sorted by size."""
     query = query_args.model_copy(update={"orphaned": True})
-    views = runtime().catalog.views()
-    page, envelope = list_page(views, query)
-    matches = filter_views(views, query)
+    matches, page, envelope = list_page(runtime().catalog, query)
     scanned = [view.result for view in matches if view.result is not None]
     return {
         "data": [view.json for view in page],

@@ -9,20 +9,14 @@ Volume objects are built once per change, not per request, so listing stays chea
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from common.messages import LiveSize, ScanResultData, VolumeRecord, split_volume_id
+from services.gateway.readmodel.ordering import OrderedViews
 from services.gateway.readmodel.views import VolumeView, live_size
 
 ChangeListener = Callable[[], None]
-
-
-def _order(view: VolumeView) -> tuple[str, str]:
-    """Views are kept by name, then id (host): the listing's default order, unsorted."""
-    return view.record.name, view.record.id
-
 
 MembershipListener = Callable[[frozenset[str], frozenset[str]], None]
 
@@ -35,7 +29,7 @@ class VolumeCatalog:
         self._results: dict[str, ScanResultData] = {}
         self._live: dict[str, LiveSize] = {}
         self._views: dict[str, VolumeView] = {}
-        self._ordered: list[VolumeView] = []
+        self._ordered = OrderedViews()
         self._listeners: list[ChangeListener] = []
         self._membership_listeners: list[MembershipListener] = []
         self.has_state = False
@@ -58,29 +52,24 @@ class VolumeCatalog:
 
     def _changed(self, reorder: bool = True) -> None:
         if reorder:
-            self._ordered = sorted(self._views.values(), key=_order)
+            self._ordered.rebuild(self._views.values())
         self.version += 1
         for listener in self._listeners:
             listener()
 
-    def _position(self, record: VolumeRecord) -> int:
-        return bisect.bisect_left(self._ordered, (record.name, record.id), key=_order)
-
     def _put_view(self, view: VolumeView) -> None:
         """Install one view, keeping the id order without sorting everything again."""
         key = view.record.id
-        at = self._position(view.record)
-        if key in self._views:
-            self._ordered[at] = view
-        else:
-            self._ordered.insert(at, view)
+        old = self._views.get(key)
+        self._ordered.put(old, view)
+        if old is None:
             self._ids_by_name.setdefault(view.record.name, set()).add(key)
         self._views[key] = view
 
     def _drop_view(self, key: str) -> None:
         view = self._views.pop(key, None)
         if view is not None:
-            del self._ordered[self._position(view.record)]
+            self._ordered.drop(view)
             self._unindex(view.record)
 
     def _unindex(self, record: VolumeRecord) -> None:
@@ -262,10 +251,11 @@ class VolumeCatalog:
         """Results held in memory: one per volume the engine has (and was scanned)."""
         return len(self._results)
 
-    def views(self) -> list[VolumeView]:
-        """Every volume, ordered by name (then id: host)."""
-        return self._ordered
+    def views(self, host: str | None = None, include_system: bool = True) -> list[VolumeView]:
+        """Every volume (of `host`, if given; without system volumes, if asked), ordered
+        by name (then id: host). The catalog's own list: read it, never change it."""
+        return self._ordered.select(host, include_system)
 
     def names(self) -> list[str]:
         """Every volume's id, in order."""
-        return [view.record.id for view in self._ordered]
+        return [view.record.id for view in self._ordered.select()]
