@@ -106,7 +106,12 @@ class VolumeRecord(BaseModel):
     def id(self) -> str:
         """The volume's id in the API: its name, or `<host>/<name>` on a gateway of many
         hosts (two hosts may hold volumes of the same name)."""
-        return f"{self.host}/{self.name}" if self.host is not None else self.name
+        return volume_id_of(self.host, self.name)
+
+
+def volume_id_of(host: str | None, name: str) -> str:
+    """The id of the volume `name` of `host` (None: on a gateway of one host)."""
+    return f"{host}/{name}" if host is not None else name
 
 
 def split_volume_id(volume_id: str) -> tuple[str | None, str]:

@@ -4,6 +4,7 @@ with its own watcher and scanner pool as agents on tcp://127.0.0.1 with their ow
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +122,50 @@ def test_a_host_3_volume_is_walked_by_host_3s_pool_and_equals_du_there(hosts: Fl
     assert [v["size_bytes"] for v in others] == [None, None]  # never walked
 
 
+def _shown(hosts: Fleet, volume_id: str) -> dict[str, Any] | None:
+    return next((v for v in hosts.volumes() if v["id"] == volume_id), None)
+
+
+def _live(hosts: Fleet, volume_id: str, size: int) -> bool:
+    shown = _shown(hosts, volume_id)
+    return (
+        shown is not None
+        and shown["size_source"] == "live"
+        and shown["size_stale"] is False
+        and shown["size_bytes"] == size
+    )
+
+
+def test_each_hosts_tracker_follows_its_own_volumes_live(hosts: Fleet) -> None:
+    for host in ("host-1", "host-2"):  # one name, two volumes: each followed by its host
+        hosts.engines[host].client.volumes.create("vv-growing")
+    for volume_id in ("host-1/vv-growing", "host-2/vv-growing"):
+        followed = functools.partial(_live, hosts, volume_id, 0)
+        wait_until(followed, 20, message=f"{volume_id} not followed")
+    root = mountpoint(hosts.engines["host-2"], "vv-growing")
+    (root / "grown").write_bytes(b"2" * 250_001)
+    wait_until(
+        lambda: _live(hosts, "host-2/vv-growing", 250_001),
+        10,
+        message=lambda: f"host-2 shows {_shown(hosts, 'host-2/vv-growing')}",
+    )
+    shown = _shown(hosts, "host-2/vv-growing")
+    assert shown is not None and shown["last_scan_at"] is None  # no walk: the tracker's
+    assert _live(hosts, "host-1/vv-growing", 0)  # the same name on host 1 is another volume
+
+    def live() -> dict[str, Any]:
+        state: dict[str, Any] = httpx.get(f"{hosts.gateway.base_url}/api/v1/scheduler").json()
+        return state["live"]
+
+    # Each tracker's counts come with its status, on its heartbeat clock.
+    wait_until(lambda: live()["followed_volumes"] == 2, 10, message=lambda: f"{live()}")
+    state = live()
+    assert sorted(state["hosts"]) == list(HOSTS) and state["active"], state
+    assert [state["hosts"][host]["followed_volumes"] for host in HOSTS] == [1, 1, 0], state
+    assert all(each["active"] for each in state["hosts"].values()), state
+    assert health(hosts.gateway)["live_sizes"]["status"] == "ok"
+
+
 def test_an_agent_with_an_unlisted_key_is_refused_and_logged(hosts: Fleet) -> None:
     hosts.engines["host-1"].client.volumes.create("vv-rogue")
     rogue = hosts.agent("host-x", *key_pair(), hosts.engines["host-1"])
@@ -159,6 +204,11 @@ def test_a_killed_agent_goes_stale_then_converges_when_it_returns(hosts: Fleet) 
     wait_until(lambda: _stale(hosts, "host-2"), 15, message="host-2 never went stale")
     checks = health(hosts.gateway)
     assert checks["hosts"]["status"] == "degraded" and "host-2" in checks["hosts"]["message"]
+    wait_until(
+        lambda: "tracker lost on host-2" in health(hosts.gateway)["live_sizes"]["message"],
+        15,
+        message=lambda: f"live sizes: {health(hosts.gateway)['live_sizes']}",
+    )
     kept = volume(hosts, "vv-before", host="host-2").json()
     assert kept["host_stale"] is True and kept["host_last_contact_at"].endswith("Z")
     assert hosts.hosts()["host-2"]["last_contact_at"] is not None
@@ -179,6 +229,11 @@ def test_a_killed_agent_goes_stale_then_converges_when_it_returns(hosts: Fleet) 
     print(f"host-2 converged {time.monotonic() - restarted:.2f} s after its agent restarted")
     hosts.wait_heard("host-2")
     assert health(hosts.gateway)["hosts"]["status"] == "ok"
+    wait_until(
+        lambda: health(hosts.gateway)["live_sizes"]["status"] == "ok",
+        15,
+        message=lambda: f"live sizes: {health(hosts.gateway)['live_sizes']}",
+    )
 
 
 def test_a_restarted_gateway_reloads_every_host(hosts: Fleet) -> None:

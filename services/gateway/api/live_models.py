@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
-class LiveTrackingOut(BaseModel):
+class LiveTrackerOut(BaseModel):
     enabled: bool = Field(description="VV_LIVE_SIZES is not off")
     active: bool = Field(description="a tracker is heard and follows the volumes")
     mode: str = Field(
@@ -25,3 +25,11 @@ class LiveTrackingOut(BaseModel):
     directories: int = Field(description="directories followed")
     bytes_per_directory: float = Field(description="the tracker's memory per directory")
     resends: int = Field(description="times the gateway asked for every figure again")
+
+
+class LiveTrackingOut(LiveTrackerOut):
+    hosts: dict[str, LiveTrackerOut] | None = Field(
+        None,
+        description="on a gateway of many hosts, each host's tracker (the fields above are "
+        "their sum; mode names the modes and on how many hosts they are active)",
+    )

@@ -1,12 +1,8 @@
-"""The gateway's side of the live-size protocol (common/messages.py, "Live sizes").
-
-It tells the tracker which volumes exist (LiveFollow, at most once per tracker heartbeat,
-so a burst of created volumes costs one message, not one each), takes its figures into the
-read model, stores history points by LivePoints' rule, and keeps the tracker's state for
-/scheduler, health and metrics. Figures are absolute, so a lost LiveSizes costs nothing
-but a resend: a gap in `seq`, a new tracker, or a status ahead of what arrived asks for
-every figure again. A finished walk of a followed volume that disagrees with figures that
-did not change during it asks the tracker to read that volume again (the safety net).
+"""The gateway's side of the live-size protocol (common/messages.py, "Live sizes"): one
+session per host's tracker (live/session.py; one host: the only one), the history points
+their figures make (by LivePoints' rule), and the state health, /scheduler and metrics
+show. A finished walk of a followed volume that disagrees with figures that did not change
+during it asks that host's tracker to read the volume again (the safety net).
 """
 
 from __future__ import annotations
@@ -15,35 +11,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from common.messages import (
-    LiveFollow,
     LiveSize,
     LiveSizes,
     LiveStatus,
-    LiveTarget,
     ScanResultData,
+    split_volume_id,
     utc_now,
 )
 from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.live.points import LivePoints, point_of
+from services.gateway.live.session import SessionTiming, TrackerSession
 from services.gateway.readmodel.catalog import VolumeCatalog
 from services.gateway.readmodel.views import live_size
 from services.gateway.scans.broker import ScanBroker
 from services.gateway.storage.store import JobRow, Store, StoreNotWritable
 
 log = logging.getLogger("gateway.live")
-
-
-@dataclass(frozen=True, slots=True)
-class _Asked:
-    version: int
-    resend: bool
-    resync: tuple[str, ...]
-    sent_at: float
 
 
 class LiveTracking:
@@ -54,27 +41,16 @@ class LiveTracking:
         self.catalog = catalog
         self.store = store
         self._broker = broker
-        self._liveness = settings.liveness_timeout_seconds
-        self._retransmit_after = 2 * settings.heartbeat_interval_seconds
+        self._timing = SessionTiming(
+            liveness_seconds=settings.liveness_timeout_seconds,
+            retransmit_after_seconds=2 * settings.heartbeat_interval_seconds,
+        )
         self.points = LivePoints(settings.live_history_interval_seconds)
-        self.last_status: LiveStatus | None = None
-        self._identity: bytes | None = None
-        self._heard_at = 0.0
-        self._epoch: str | None = None
-        self._seq = 0
+        # One session per host's tracker (key None: a gateway of one host).
+        self.sessions: dict[str | None, TrackerSession] = {}
         # Follow versions count from the start time in ms: a restarted gateway never
         # repeats one, so a tracker's echo of an old one always means "send it again".
-        self._next_version = time.time_ns() // 1_000_000
-        self._sent_version: int | None = None
-        self._targets: tuple[LiveTarget, ...] = ()
-        self._targets_key: tuple[int, str | None] | None = None
-        self._sent_key: tuple[int, str | None] | None = None
-        self._resync: set[str] = set()  # asked with the next send
-        self._resend_wanted = False
-        self._unacked: _Asked | None = None  # what the last send asked, until echoed
-        self.resends = 0  # figures asked again (gaps, new trackers)
-        self.lost = False  # a tracker was heard, then fell silent
-        self._mode: str | None = None  # the tracker's, as last logged
+        self._first_version = time.time_ns() // 1_000_000
         self._unwritten: list[LiveSize] = []  # history points waiting for their write
         self._tasks: set[asyncio.Task[None]] = set()
         broker.live_listener = self
@@ -91,35 +67,98 @@ class LiveTracking:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _session(self, host: str | None) -> TrackerSession:
+        session = self.sessions.get(host)
+        if session is None:
+            session = self.sessions[host] = TrackerSession(
+                host,
+                self.enabled,
+                self.catalog,
+                self._timing,
+                self._broker.send_live,
+                self._spawn,
+                self._first_version,
+            )
+        return session
+
     # --- what others ask --------------------------------------------------------------
 
     def active(self) -> bool:
-        """A tracker is heard and follows the filesystem."""
-        status = self.last_status
-        fresh = time.monotonic() - self._heard_at <= self._liveness
-        return status is not None and fresh and status.mode in ("filesystem", "directories")
+        """A tracker is heard and follows the filesystem (on one host at least)."""
+        return any(session.active() for session in self.sessions.values())
 
     def follows(self, volume_id: str) -> bool:
         """Its figures are live and exact now: scheduled walks are only the safety net."""
         live = self.catalog.live(volume_id)
-        return self.active() and live is not None and not live.stale
+        session = self.sessions.get(split_volume_id(volume_id)[0])
+        return session is not None and session.active() and live is not None and not live.stale
 
     def summary(self) -> tuple[bool, str]:
         """(fine, one line) for health: a tracker that fell silent is not fine."""
         state = self.as_json()
         if state["active"]:
-            return True, (
+            detail = (
                 f"active ({state['mode']}): {state['followed_volumes']} volumes followed, "
                 f"{state['pending_volumes']} waiting for a read, "
                 f"{state['events_per_second']} events/s, "
                 f"{state['lost_event_resyncs']} lost-event resyncs"
             )
-        detail = f"not active ({state['mode']}: {state['reason']}); sizes come from walks"
-        return not self.lost, detail
+        else:
+            detail = f"not active ({state['mode']}: {state['reason']}); sizes come from walks"
+        lost = sorted(host for host, session in self.sessions.items() if session.lost and host)
+        if lost:
+            detail += f"; tracker lost on {', '.join(lost)} (sizes come from walks there)"
+        return not any(session.lost for session in self.sessions.values()), detail
 
     def as_json(self) -> dict[str, Any]:
-        status = self.last_status
-        heard = status is not None and time.monotonic() - self._heard_at <= self._liveness
+        """One host: its tracker's state. Many hosts: the sum over them, with each host's
+        under `hosts`."""
+        if None in self.sessions or not self.sessions:
+            return self._session_json(self.sessions.get(None))
+        hosts = {host: self._session_json(session) for host, session in self.sessions.items()}
+        every = list(hosts.values())
+        heard = [state for state in every if state["tracker_id"] is not None]
+        active = [state for state in every if state["active"]]
+        modes = sorted({state["mode"] for state in active}) if active else []
+        reasons = sorted({str(state["reason"]) for state in every if state["reason"]})
+        total = {
+            key: sum(state[key] for state in every)
+            for key in (
+                "followed_volumes",
+                "pending_volumes",
+                "not_followable_volumes",
+                "events_per_second",
+                "events_total",
+                "lost_event_resyncs",
+                "directories",
+                "resends",
+            )
+        }
+        directories = total["directories"]
+        return {
+            "enabled": self.enabled,
+            "active": bool(active),
+            "mode": (
+                f"{', '.join(modes)} on {len(active)} of {len(every)} hosts"
+                if active
+                else every[0]["mode"]
+            ),
+            "reason": "; ".join(reasons) or None,
+            "tracker_id": None,
+            **total,
+            "events_per_second": round(total["events_per_second"], 1),
+            "bytes_per_directory": (
+                sum(state["bytes_per_directory"] * state["directories"] for state in heard)
+                / directories
+                if directories
+                else 0.0
+            ),
+            "hosts": hosts,
+        }
+
+    def _session_json(self, session: TrackerSession | None) -> dict[str, Any]:
+        status = session.last_status if session is not None else None
+        heard = session is not None and session.heard()
         mode: str
         reason: str | None
         if not self.enabled:
@@ -130,7 +169,7 @@ class LiveTracking:
             mode, reason = status.mode, status.reason
         return {
             "enabled": self.enabled,
-            "active": self.active(),
+            "active": session is not None and session.active(),
             "mode": mode,
             "reason": reason,
             "tracker_id": status.tracker_id if status is not None and heard else None,
@@ -142,73 +181,23 @@ class LiveTracking:
             "lost_event_resyncs": status.resyncs_total if status is not None else 0,
             "directories": status.directories if status is not None else 0,
             "bytes_per_directory": status.bytes_per_directory if status is not None else 0.0,
-            "resends": self.resends,
+            "resends": session.resends if session is not None else 0,
         }
 
     # --- the broker's listener --------------------------------------------------------
 
-    def status(self, identity: bytes, message: LiveStatus) -> None:
-        if message.mode != self._mode:
-            log.info(
-                "tracker mode tracker_id=%s mode=%s reason=%s",
-                message.tracker_id,
-                message.mode,
-                message.reason or "-",
-            )
-            self._mode = message.mode
-        self._identity, self.last_status, self._heard_at = identity, message, time.monotonic()
-        self.lost = False
-        if message.epoch != self._epoch:
-            self.catalog.stale_live()  # a new tracker: no figure is vouched for until sent
-        if message.epoch != self._epoch or message.seq > self._seq:
-            if message.seq > 0:  # it sent figures we never had
-                self._want_resend("its status is ahead of what arrived", message.tracker_id)
-            self._epoch, self._seq = message.epoch, message.seq
-        self._check_echo(message.follow_version)
-        behind = message.follow_version != self._sent_version
-        if behind or self._targets_changed() or self._resync or self._resend_wanted:
-            self._send_follow()
+    def status(self, identity: bytes, message: LiveStatus, host: str | None) -> None:
+        self._session(host).status(identity, message)
 
-    def _check_echo(self, applied: int) -> None:
-        """What the last send asked is asked again if the tracker has not applied it in
-        time (the send was lost: a full queue, a reconnect)."""
-        asked = self._unacked
-        if asked is None:
-            return
-        if applied >= asked.version:
-            self._unacked = None
-        elif time.monotonic() - asked.sent_at > self._retransmit_after:
-            self._unacked = None
-            self._resend_wanted = self._resend_wanted or asked.resend
-            self._resync |= set(asked.resync)
-
-    def sizes(self, identity: bytes, message: LiveSizes) -> None:
-        self._identity, self._heard_at = identity, time.monotonic()
-        expected = self._seq + 1 if message.epoch == self._epoch else 1
-        if message.seq != expected:
-            self._want_resend(f"seq {message.seq} after {self._seq}", message.tracker_id)
-            self._send_follow()
-        self._epoch, self._seq = message.epoch, message.seq
-        if message.complete:  # every figure it vouches for: any other is not live
-            vouched = {size.volume_id for size in message.sizes}
-            for volume_id in self.catalog.live_ids():
-                if volume_id not in vouched:
-                    self.catalog.drop_live(volume_id)
-        for size in message.sizes:
-            if not self.catalog.set_live(size):
-                # Not known yet (the watcher's state comes later): ask again once it is.
-                self._want_resend(f"{size.volume_id} not known yet", message.tracker_id)
-                continue
+    def sizes(self, identity: bytes, message: LiveSizes, host: str | None) -> None:
+        for size in self._session(host).sizes(identity, message):
             if self.points.offer(size, utc_now()):
                 self._keep_point(size)
-        for volume_id in message.unfollowed:
-            self.catalog.drop_live(volume_id)
 
     def tracker_lost(self, identity: bytes) -> None:
-        if identity == self._identity:  # the broker logs it
-            self.last_status = None
-            self.lost = True
-            self.catalog.stale_live()
+        for session in self.sessions.values():
+            if session.identity == identity:  # the broker logs it
+                session.tracker_lost()
 
     # --- the safety net ---------------------------------------------------------------
 
@@ -225,67 +214,22 @@ class LiveTracking:
         walked = (result.total_size, result.disk_usage, result.file_count)
         if walked == (live.total_size, live.disk_usage, live.file_count):
             return
+        session = self.sessions.get(split_volume_id(row.volume_id)[0])
+        if session is None:
+            return
         log.warning(
             "walk disagrees with live figures, reading again volume_id=%s walk=%d live=%d",
             row.volume_id,
             result.total_size,
             live.total_size,
         )
-        self._resync.add(row.volume_id)
-        self._send_follow()
-
-    # --- sending ----------------------------------------------------------------------
+        session.read_again(row.volume_id)
 
     def _membership(self, added: frozenset[str], removed: frozenset[str]) -> None:
         for volume_id in removed:
             self.points.forget(volume_id)
-            self._resync.discard(volume_id)
-
-    def _current_targets(self) -> tuple[LiveTarget, ...]:
-        """Local volumes without driver options (those mount something on `_data`)."""
-        key = (self.catalog.records_version, self.catalog.engine_volumes_dir)
-        if key != self._targets_key:
-            self._targets = tuple(
-                LiveTarget(
-                    volume_id=view.record.name,
-                    mountpoint=view.record.mountpoint,
-                    created_at=view.record.created_at,
-                )
-                for view in self.catalog.views()
-                if view.record.driver == "local" and not view.record.options
-            )
-            self._targets_key = key
-        return self._targets
-
-    def _targets_changed(self) -> bool:
-        return (self.catalog.records_version, self.catalog.engine_volumes_dir) != self._sent_key
-
-    def _send_follow(self) -> None:
-        """The follow set, with what is asked of it; kept for later until it can go."""
-        if self._identity is None or not self.enabled or not self.catalog.has_state:
-            return  # before the watcher's first state an empty set would drop every volume
-        self._next_version += 1
-        message = LiveFollow(
-            version=self._next_version,
-            volumes_dir=self.catalog.engine_volumes_dir,
-            volumes=self._current_targets(),
-            resend=self._resend_wanted,
-            resync=tuple(sorted(self._resync)),
-        )
-        if message.resend or message.resync:
-            self._unacked = _Asked(
-                message.version, message.resend, message.resync, time.monotonic()
-            )
-        self._sent_version, self._sent_key = message.version, self._targets_key
-        self._resync.clear()
-        self._resend_wanted = False
-        self._spawn(self._broker.send_live(self._identity, message))
-
-    def _want_resend(self, why: str, tracker_id: str) -> None:
-        if not self._resend_wanted:
-            self.resends += 1
-            log.info("asking the tracker for every figure tracker_id=%s reason=%s", tracker_id, why)
-        self._resend_wanted = True
+            for session in self.sessions.values():
+                session.forget(volume_id)
 
     async def run_points(self) -> None:
         """Figures that waited for their turn become points when due (a clock of its own)."""

@@ -41,6 +41,7 @@ class VolumeCatalog:
         self._hosts_with_state: set[str] = set()  # hosts whose watcher's state is in
         self.version = 0  # bumped on every visible change (caches key on it)
         self.records_version = 0  # bumped when the watcher's records change
+        self._records_versions: dict[str | None, int] = {}  # the same, per host
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -110,7 +111,7 @@ class VolumeCatalog:
             changed = True
         if not changed:
             return False
-        self.records_version += 1
+        self._records_changed(host)
         self._changed(reorder=False)
         if added or gone:
             for listener in self._membership_listeners:
@@ -134,7 +135,7 @@ class VolumeCatalog:
             self._results.pop(name, None)  # a removed volume's result leaves memory
             self._live.pop(name, None)
         self._records = incoming
-        self.records_version += 1
+        self._records_changed(None)
         self._views = {name: self._reuse_or_build(record) for name, record in incoming.items()}
         self._ids_by_name = {name: {name} for name in incoming}
         self._changed()
@@ -142,6 +143,22 @@ class VolumeCatalog:
             for listener in self._membership_listeners:
                 listener(added, removed)
         return True
+
+    def _records_changed(self, host: str | None) -> None:
+        self.records_version += 1
+        self._records_versions[host] = self._records_versions.get(host, 0) + 1
+
+    def records_version_of(self, host: str | None) -> int:
+        """Bumped when `host`'s records change (None: on a gateway of one host)."""
+        return self._records_versions.get(host, 0)
+
+    def has_state_of(self, host: str | None) -> bool:
+        """`host`'s watcher's state is in (None: the one watcher's)."""
+        return self.has_state if host is None else host in self._hosts_with_state
+
+    def volumes_dir_of_host(self, host: str | None) -> str | None:
+        """The volumes directory `host`'s engine reported (None: the one engine's)."""
+        return self.engine_volumes_dir if host is None else self.host_volumes_dirs.get(host)
 
     def _reuse_or_build(self, record: VolumeRecord) -> VolumeView:
         old = self._views.get(record.id)
@@ -181,9 +198,7 @@ class VolumeCatalog:
     def volumes_dir_of(self, volume_id: str) -> str | None:
         """The volumes directory of the engine holding the volume (scans are confined to)."""
         record = self._records.get(volume_id)
-        if record is not None and record.host is not None:
-            return self.host_volumes_dirs.get(record.host)
-        return self.engine_volumes_dir
+        return self.volumes_dir_of_host(record.host if record is not None else None)
 
     def set_result(self, result: ScanResultData) -> None:
         current = self._results.get(result.volume_id)
@@ -204,12 +219,17 @@ class VolumeCatalog:
             self._rebuild_view(size.volume_id)
         return True
 
-    def live_ids(self) -> list[str]:
-        return list(self._live)
+    def live_ids(self, host: str | None = None) -> list[str]:
+        """The volumes with live figures (of `host` only, if given)."""
+        if host is None:
+            return list(self._live)
+        return [volume_id for volume_id in self._live if split_volume_id(volume_id)[0] == host]
 
-    def stale_live(self) -> None:
-        """No tracker vouches for the live figures any more (it was lost, or restarted)."""
-        for volume_id, live in list(self._live.items()):
+    def stale_live(self, host: str | None = None) -> None:
+        """No tracker vouches for the live figures (of `host`, if given) any more: it was
+        lost, or restarted."""
+        for volume_id in self.live_ids(host):
+            live = self._live[volume_id]
             if not live.stale:
                 self._live[volume_id] = live.model_copy(update={"stale": True})
                 self._rebuild_view(volume_id)

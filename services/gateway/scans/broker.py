@@ -7,8 +7,8 @@ The scanner's live-size tracker shares the socket: its messages go to the live l
 (services/gateway/live/), and it is heartbeaten and timed out like a worker.
 
 On a gateway of many hosts (VV_BUS_AUTHORIZED_KEYS), each worker belongs to the host its
-key is listed for, and takes only jobs for that host's volumes; live sizes are not followed
-there yet (issue 16): the trackers are heartbeaten, their messages dropped, and walks measure.
+key is listed for, and takes only jobs for that host's volumes; a tracker's messages go to
+the live listener with the host its key is listed for.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class BrokerListener(Protocol):
 
 
 class LiveListener(Protocol):
-    def status(self, identity: bytes, message: LiveStatus) -> None: ...
-    def sizes(self, identity: bytes, message: LiveSizes) -> None: ...
+    def status(self, identity: bytes, message: LiveStatus, host: str | None) -> None: ...
+    def sizes(self, identity: bytes, message: LiveSizes, host: str | None) -> None: ...
     def tracker_lost(self, identity: bytes) -> None: ...
 
 
@@ -173,7 +173,7 @@ class ScanBroker:
                 log.warning("dropped invalid worker message error=%s", error.errors()[:1])
                 continue
             if isinstance(message, LiveStatus | LiveSizes):
-                self._on_live(identity, message)
+                self._on_live(identity, message, host)
                 continue
             worker = self.workers.get(identity)
             now = time.monotonic()
@@ -229,17 +229,17 @@ class ScanBroker:
         )
         return False
 
-    def _on_live(self, identity: bytes, message: LiveStatus | LiveSizes) -> None:
+    def _on_live(self, identity: bytes, message: LiveStatus | LiveSizes, host: str | None) -> None:
         if identity not in self.trackers:
-            log.info("tracker joined tracker=%s", message.tracker_id)
+            log.info("tracker joined tracker=%s host=%s", message.tracker_id, host or "-")
         self.trackers[identity] = time.monotonic()
         listener = self.live_listener
-        if listener is None or self.keys is not None:
-            return  # many hosts: not followed yet (module docstring)
+        if listener is None:
+            return
         if isinstance(message, LiveStatus):
-            listener.status(identity, message)
+            listener.status(identity, message, host)
         else:
-            listener.sizes(identity, message)
+            listener.sizes(identity, message, host)
 
     def _on_heartbeat(self, worker: WorkerInfo, beat: WorkerHeartbeat) -> None:
         worker.throttled = beat.throttled
