@@ -122,7 +122,7 @@ class VolumeCatalog:
         """Install a watcher's whole volume set (only `host`'s, on a gateway of many
         hosts); True when anything visible changed."""
         if host is not None:
-            held = {record.name for record in self._records.values() if record.host == host}
+            held = {view.record.name for view in self.views(host)}
             return self.apply_delta(records, held - {record.name for record in records}, host)
         self.has_state = True
         incoming = {record.name: record for record in records}

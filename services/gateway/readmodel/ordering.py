@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from operator import attrgetter
 
 from services.gateway.readmodel.views import VolumeView
 
-
-def _order(view: VolumeView) -> tuple[str, str]:
-    return view.record.name, view.record.id
+_order = attrgetter("order")  # in C: bisect calls it about 17 times per insert
 
 
 class _Ordered:
@@ -28,7 +27,7 @@ class _Ordered:
         self.views: list[VolumeView] = views if views is not None else []
 
     def _position(self, view: VolumeView) -> int:
-        return bisect.bisect_left(self.views, _order(view), key=_order)
+        return bisect.bisect_left(self.views, view.order, key=_order)
 
     def put(self, view: VolumeView) -> None:
         """Install `view`, replacing the view of the same id if it is here."""

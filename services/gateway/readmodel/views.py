@@ -45,6 +45,7 @@ class VolumeView:
     json: dict[str, Any]
     is_system: bool
     search_text: str  # lower-cased name, label keys and values, for `q`
+    order: tuple[str, str]  # (name, id): the listing's default order
 
     @classmethod
     def build(
@@ -96,7 +97,8 @@ class VolumeView:
             "status": "active",
         }
         words = [record.name, *record.labels.keys(), *record.labels.values()]
-        return cls(record, result, live, body, system, "\n".join(words).lower())
+        order = (record.name, body["id"])
+        return cls(record, result, live, body, system, "\n".join(words).lower(), order)
 
     def sort_value(self, field: str) -> Any:
         if field == "created_at":
