@@ -154,8 +154,9 @@ def test_each_hosts_tracker_follows_its_own_volumes_live(hosts: Fleet) -> None:
     assert _live(hosts, "host-1/vv-growing", 0)  # the same name on host 1 is another volume
 
     def live() -> dict[str, Any]:
-        state: dict[str, Any] = httpx.get(f"{hosts.gateway.base_url}/api/v1/scheduler").json()
-        return state["live"]
+        scheduler = httpx.get(f"{hosts.gateway.base_url}/api/v1/scheduler").json()
+        state: dict[str, Any] = scheduler["live"]
+        return state
 
     # Each tracker's counts come with its status, on its heartbeat clock.
     wait_until(lambda: live()["followed_volumes"] == 2, 10, message=lambda: f"{live()}")
