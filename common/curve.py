@@ -26,20 +26,18 @@ An agent host has one pair of its own (`VV_BUS_CURVE_AGENT_*`) for its watcher a
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils import z85
 
-from common.settings import HOST_ID, Settings
+from common.authorized_keys import authorized_keys
+from common.curve_keys import BusSecurityError, is_z85_key
+from common.settings import Settings
 
 log = logging.getLogger("bus.curve")
 
@@ -70,24 +68,13 @@ AGENTS_LINK = Link("agents", server="gateway", client="agent")  # agent watchers
 _authenticators: dict[int, ThreadAuthenticator] = {}
 
 
-class BusSecurityError(RuntimeError):
-    """The bus cannot be opened safely with these settings: the service must not start."""
-
-
-def _is_z85_key(key: bytes) -> bool:
-    try:
-        return len(key) == 40 and len(z85.decode(key)) == 32
-    except ValueError:
-        return False
-
-
 def _key(settings: Settings, name: str) -> bytes | None:
     value = getattr(settings, f"bus_curve_{name}")
     if value is None:
         return None
     text = value if isinstance(value, str) else value.get_secret_value()
     key = text.strip().encode()
-    if not _is_z85_key(key):
+    if not is_z85_key(key):
         raise BusSecurityError(
             f"VV_BUS_CURVE_{name.upper()} is not a Z85 CurveZMQ key (40 characters)"
         )
@@ -137,68 +124,6 @@ class _KnownClient:
         if not allowed:
             log.warning("bus peer refused: unknown CurveZMQ key domain=%s", domain)
         return allowed
-
-
-class AuthorizedKeys:
-    """VV_BUS_AUTHORIZED_KEYS: the agents' public keys, each with its host's name. A ZAP
-    credentials provider admitting only them, and the host a `User-Id` speaks for."""
-
-    def __init__(self, hosts: dict[str, str]) -> None:
-        self.hosts = hosts  # Z85 public key -> host
-
-    @classmethod
-    def parse(cls, text: str, source: str) -> AuthorizedKeys:
-        hosts: dict[str, str] = {}
-        for number, line in enumerate(text.splitlines(), start=1):
-            words = line.split()
-            if not words or (words[0].startswith("#") and not _is_z85_key(words[0].encode())):
-                continue  # a comment line ('#' may be inside a Z85 key, never first)
-            where = f"{source} line {number}"
-            if len(words) != 2:
-                raise BusSecurityError(f"{where}: expected '<public key> <host>'")
-            key, host = words
-            if not _is_z85_key(key.encode()):
-                raise BusSecurityError(f"{where}: not a Z85 CurveZMQ public key (40 characters)")
-            if not HOST_ID.fullmatch(host):
-                raise BusSecurityError(f"{where}: host {host!r} is not a host name")
-            if hosts.setdefault(key, host) != host:
-                raise BusSecurityError(f"{where}: the key is listed for {hosts[key]!r} already")
-        return cls(hosts)
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        host = self.hosts.get(key.decode("ascii", "replace"))
-        if host is None:
-            log.warning(
-                "bus peer refused: key not in VV_BUS_AUTHORIZED_KEYS domain=%s key=%s",
-                domain,
-                key[:8].decode("ascii", "replace"),
-            )
-        return host is not None
-
-    def host_of(self, user_id: str | None) -> str | None:
-        """The host whose key a message came with (its `User-Id`), or None."""
-        return self.hosts.get(user_id) if user_id else None
-
-    def sender_of(self, frame: zmq.Frame) -> str | None:
-        """The host whose key `frame` came with (pyzmq's ZAP handler names a CurveZMQ peer
-        by its Z85 key in the frame's `User-Id`), or None."""
-        with contextlib.suppress(zmq.ZMQError):
-            user_id = frame.get("User-Id")
-            return self.host_of(user_id) if isinstance(user_id, str) else None
-        return None
-
-
-@functools.cache
-def authorized_keys(path: Path) -> AuthorizedKeys:
-    """The file, read once per process (BusSecurityError when it is unusable)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise BusSecurityError(f"VV_BUS_AUTHORIZED_KEYS {path}: {error}") from None
-    keys = AuthorizedKeys.parse(text, str(path))
-    if not keys.hosts:
-        raise BusSecurityError(f"VV_BUS_AUTHORIZED_KEYS {path} lists no key")
-    return keys
 
 
 def _authenticator(context: zmq.Context[zmq.Socket[bytes]], admits: CredentialsProvider) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 import zmq
 
-from common.curve import AuthorizedKeys, BusSecurityError
+from common.authorized_keys import AuthorizedKeys, KeyFileChange, read_authorized_keys
+from common.curve_keys import BusSecurityError
 
 
 def public_key() -> str:
@@ -41,3 +45,29 @@ def test_a_key_holding_a_hash_is_a_key_and_a_commented_out_line_is_not() -> None
     other = public_key()
     keys = AuthorizedKeys.parse(f"{hashed} host-1\n#{other} host-2\n# {other} host-3\n", "f")
     assert keys.hosts == {hashed: "host-1"}
+
+
+def test_the_file_is_read_again_when_it_changes_and_a_broken_one_keeps_the_keys(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = public_key(), public_key()
+    path = tmp_path / "agents"
+    path.write_text(f"{first} host-1\n")
+    keys = read_authorized_keys(path)
+    assert keys.reload_if_changed() is None  # unchanged: not read again
+    path.write_text(f"{first} host-1\n{second} host-2\n")
+    assert keys.reload_if_changed() == KeyFileChange(frozenset({"host-2"}), frozenset())
+    assert keys.host_of(second) == "host-2" and keys.callback("volumeviz", second.encode())
+    assert keys.reload_if_changed() is None
+    path.write_text(f"{second} host-2\nnot-a-key host-3\n")
+    with caplog.at_level(logging.ERROR, logger="bus.curve"):
+        assert keys.reload_if_changed() is None
+    assert "not reloaded, the keys before stay" in caplog.text and "line 2" in caplog.text
+    assert keys.host_of(first) == "host-1"  # as before the broken file
+    replaced = tmp_path / "agents.new"  # replaced whole, as a Kubernetes secret is
+    replaced.write_text(f"{second} host-2\n")
+    replaced.rename(path)
+    assert keys.reload_if_changed() == KeyFileChange(frozenset(), frozenset({"host-1"}))
+    assert keys.host_of(first) is None and not keys.callback("volumeviz", first.encode())
+    path.unlink()
+    assert keys.reload_if_changed() is None and keys.host_of(second) == "host-2"

@@ -249,6 +249,50 @@ def test_a_restarted_gateway_reloads_every_host(hosts: Fleet) -> None:
     hosts.wait_heard(*HOSTS)
 
 
+def _replace(path: Path, text: str) -> None:
+    """Written whole, then renamed over the file (as an editor or a Kubernetes secret)."""
+    written = path.with_name(path.name + ".new")
+    written.write_text(text)
+    written.rename(path)
+
+
+def test_a_host_added_to_the_key_file_gets_in_and_one_removed_leaves_with_no_restart(
+    hosts: Fleet,
+) -> None:
+    listed = hosts.tmp / "authorized-keys"
+    before = listed.read_text()
+    public, secret = key_pair()
+    hosts.engines["host-1"].client.volumes.create("vv-fourth")
+    fourth = hosts.agent("host-4", public, secret, hosts.engines["host-1"])
+    gateway = hosts.gateway["gateway"]
+    try:
+        fourth.start("watcher", "scanner")
+        # Refused first (a refused handshake is one ZeroMQ never retries by itself).
+        fourth["watcher"].wait_for_log("refused by the gateway", timeout=15)
+        _replace(listed, before + f"{public} host-4\n")
+        gateway.wait_for_log("reloaded keys=4 added=host-4 removed=-", timeout=15)
+        wait_until(
+            lambda: "host-4" in hosts.hosts() and hosts.heard("host-4"),
+            30,
+            message=lambda: f"host-4 not heard: {hosts.hosts()}\n{fourth['watcher'].log_tail(9)}",
+        )
+        wait_until(lambda: "host-4/vv-fourth" in ids(hosts), 15, message="host-4 not listed")
+
+        _replace(listed, before)
+        gateway.wait_for_log("host removed host=host-4", timeout=15)
+        assert "host-4" not in hosts.hosts()
+        assert not [volume_id for volume_id in ids(hosts) if volume_id.startswith("host-4/")]
+        gateway.wait_for_log("dropping agent messages with no listed key", timeout=15)
+        assert "host-4" not in hosts.hosts()  # still connected, and counting for nothing
+
+        _replace(listed, "not-a-key host-1\n")
+        gateway.wait_for_log("not reloaded, the keys before stay", timeout=15)
+        hosts.wait_heard(*HOSTS)
+    finally:
+        fourth.close()
+        _replace(listed, before)
+
+
 def test_the_gateway_refuses_to_start_with_an_unusable_key_file(
     docker_engine: PrivateEngine, tmp_path: Path, hosts: Fleet
 ) -> None:

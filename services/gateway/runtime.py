@@ -15,7 +15,7 @@ import zmq.asyncio
 from quart import current_app
 
 from common import bus
-from common.curve import authorized_keys
+from common.authorized_keys import authorized_keys
 from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.history.filesystems import FilesystemProbe

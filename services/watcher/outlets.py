@@ -8,14 +8,19 @@ out as they happen, snapshot requests come in and are answered on the way they c
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from typing import Protocol
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from common import bus
 from common.curve import AGENTS_LINK, STATE_LINK
 from common.settings import Settings
+
+log = logging.getLogger("watcher")
 
 STATE_TOPIC = b"state"
 HEARTBEAT_TOPIC = b"hb"
@@ -76,16 +81,28 @@ class AgentUplink:
     """One DEALER connected out to the gateway's agents endpoint, with the host's key:
     nothing needs to reach into the host. While the gateway is away ZeroMQ reconnects, and
     what could not be sent waits no longer than a heartbeat matters (the high-water mark
-    drops it: the gateway's snapshot request after the gap fetches the whole state)."""
+    drops it: the gateway's snapshot request after the gap fetches the whole state).
+
+    A refused handshake (the host's key not listed yet) is one ZeroMQ never retries: the
+    uplink connects again itself, a liveness timeout later, on the heartbeat clock, so a
+    key listed after the agent started lets it in with no restart."""
 
     SEND_HWM = 64
+    REFUSALS = (
+        zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    )
 
     def __init__(self, settings: Settings, context: zmq.asyncio.Context) -> None:
         assert settings.bus_agents_endpoint is not None
         self._endpoint = settings.bus_agents_endpoint
+        self._retry_after = settings.liveness_timeout_seconds
         socket = context.socket(zmq.DEALER)
         socket.setsockopt(zmq.SNDHWM, self.SEND_HWM)
         socket.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a connection that is up
+        self._monitor = socket.get_monitor_socket(self.REFUSALS)
+        self._refused_at: float | None = None
         self._socket = bus.connect(socket, self._endpoint, settings, AGENTS_LINK)
 
     def describe(self) -> str:
@@ -95,9 +112,31 @@ class AgentUplink:
         return []
 
     async def publish(self, topic: bytes, payload: bytes) -> None:
+        await self._retry_if_refused()
         # The gateway away: it asks for a snapshot when it hears us again.
         with contextlib.suppress(zmq.Again):
             await self._socket.send(payload, zmq.NOBLOCK)
+
+    async def _retry_if_refused(self) -> None:
+        while await self._monitor.poll(0):
+            event = parse_monitor_message(await self._monitor.recv_multipart())
+            if self._refused_at is None:
+                log.warning(
+                    "refused by the gateway endpoint=%s event=%s (is this host's key in its "
+                    "VV_BUS_AUTHORIZED_KEYS?); connecting again every %.0f s",
+                    self._endpoint,
+                    event["event"],
+                    self._retry_after,
+                )
+            self._refused_at = time.monotonic()
+        if (
+            self._refused_at is not None
+            and time.monotonic() - self._refused_at >= self._retry_after
+        ):
+            self._refused_at = None
+            with contextlib.suppress(zmq.ZMQError):  # ZeroMQ may have let the endpoint go
+                self._socket.disconnect(self._endpoint)
+            self._socket.connect(self._endpoint)
 
     async def request(self) -> tuple[bytes, bytes]:
         return b"", await self._socket.recv()
@@ -106,6 +145,8 @@ class AgentUplink:
         await self.publish(b"", payload)
 
     def close(self) -> None:
+        self._socket.disable_monitor()
+        self._monitor.close()
         self._socket.close()
 
 

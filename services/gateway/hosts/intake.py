@@ -8,6 +8,8 @@ was. Each host has a replica of its watcher's state, which replaces
 only that host's volumes. A host silent for the liveness timeout keeps its volumes, marked
 stale with the time of the last contact, until it is heard again: its next heartbeat (a new
 epoch after a restart) fetches a snapshot, so it converges within a heartbeat or two.
+The key file is read again when it changes (on the liveness clock): hosts come and go with
+no restart.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import zmq.asyncio
 from pydantic import ValidationError
 
 from common import bus
-from common.curve import AGENTS_LINK, AuthorizedKeys
+from common.authorized_keys import AuthorizedKeys, KeyFileChange
+from common.curve import AGENTS_LINK
 from common.messages import (
     EngineStatus,
     Heartbeat,
@@ -72,11 +75,10 @@ class AgentIntake:
         self.catalog = catalog
         self.keys = keys
         self.instance = instance
-        self.hosts = {
-            host: HostState(host, WatcherReplica(catalog, host))
-            for host in sorted(set(keys.hosts.values()))
-        }
+        self.hosts: dict[str, HostState] = {}
+        self._list_hosts(KeyFileChange(frozenset(keys.hosts.values()), frozenset()))
         self.first_state = asyncio.Event()
+        self._unlisted: set[bytes] = set()  # peers whose key left the key file (logged)
         self._socket = context.socket(zmq.ROUTER)
 
     # --- what health, metrics and /hosts read -------------------------------------------
@@ -144,8 +146,10 @@ class AgentIntake:
             identity, payload = frames[0].bytes, frames[1]
             host = self.keys.sender_of(payload)
             state = self.hosts.get(host) if host is not None else None
-            if state is None:
-                log.warning("dropped agent message with no listed key")
+            if state is None:  # its key left the key file while it was connected
+                if identity not in self._unlisted:
+                    self._unlisted.add(identity)
+                    log.warning("dropping agent messages with no listed key peer=%r", identity)
                 continue
             try:
                 message = decode(payload.bytes)
@@ -216,8 +220,23 @@ class AgentIntake:
         with contextlib.suppress(zmq.ZMQError):  # gone: it asks again when heard
             await self._socket.send_multipart([state.identity, request], zmq.NOBLOCK)
 
+    def _list_hosts(self, change: KeyFileChange) -> None:
+        """The hosts the key file lists now: a host added waits for its agent; a host
+        removed leaves with its volumes (its key no longer gets in, nor counts)."""
+        for host in change.removed:
+            self.hosts.pop(host, None)
+            self.catalog.forget_host(host)
+            log.warning("host removed host=%s (its key is no longer listed)", host)
+        listed = {**self.hosts}
+        for host in change.added:
+            listed[host] = HostState(host, WatcherReplica(self.catalog, host))
+        self.hosts = dict(sorted(listed.items()))
+
     async def _liveness_loop(self) -> None:
         while True:
+            change = self.keys.reload_if_changed()
+            if change is not None:
+                self._list_hosts(change)
             limit = self.settings.liveness_timeout_seconds
             for state in self.hosts.values():
                 age = self.age_seconds(state)

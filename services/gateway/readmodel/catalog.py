@@ -185,6 +185,13 @@ class VolumeCatalog:
             self._put_view(self._build(record))
         self._changed(reorder=False)
 
+    def forget_host(self, host: str) -> None:
+        """`host` left the fleet (its key is no longer listed): its volumes leave too."""
+        self.replace_volumes((), host)
+        self._hosts_with_state.discard(host)
+        self.host_volumes_dirs.pop(host, None)
+        self._silent_hosts.pop(host, None)
+
     def may_come(self, volume_id: str) -> bool:
         """On a gateway of many hosts: an id not here now of a host whose state is not in
         yet (restored jobs wait for it rather than fail)."""

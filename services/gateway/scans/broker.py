@@ -25,7 +25,8 @@ import zmq.asyncio
 from pydantic import ValidationError
 
 from common import bus
-from common.curve import JOBS_LINK, AuthorizedKeys
+from common.authorized_keys import AuthorizedKeys
+from common.curve import JOBS_LINK
 from common.messages import (
     GatewayHeartbeat,
     LiveFollow,
@@ -94,6 +95,7 @@ class ScanBroker:
         self.listener: BrokerListener | None = None
         self.live_listener: LiveListener | None = None
         self.trackers: dict[bytes, float] = {}  # identity -> last heard (monotonic)
+        self._unlisted: set[bytes] = set()  # peers whose key left the key file (logged)
         self._socket = context.socket(zmq.ROUTER)
         self._finishing: set[str] = set()  # scan ids whose outcome is being stored
         self._finish_tasks: set[asyncio.Task[None]] = set()
@@ -167,6 +169,13 @@ class ScanBroker:
                 log.warning("dropped malformed frames count=%d", len(frames))
                 continue
             identity, payload, host = self._sender(frames)
+            if self.keys is not None and host is None:
+                # Connected before its key left VV_BUS_AUTHORIZED_KEYS: it counts no more
+                # (its workers go silent here, so their jobs are lost and requeued).
+                if identity not in self._unlisted:
+                    self._unlisted.add(identity)
+                    log.warning("dropping messages with no listed key peer=%r", identity)
+                continue
             try:
                 message = decode(payload)
             except ValidationError as error:
