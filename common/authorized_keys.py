@@ -54,6 +54,7 @@ class AuthorizedKeys:
         self.hosts = hosts  # Z85 public key -> host
         self.source = source
         self._seen = seen  # the file's signature when `hosts` was read
+        self._unlisted_logged: set[bytes] = set()  # peers told of (first_unlisted)
 
     def reload_if_changed(self) -> KeyFileChange | None:
         """The change when the file changed and reads well; None when it did not change.
@@ -63,14 +64,18 @@ class AuthorizedKeys:
         signature = _signature(self.source)
         if signature == self._seen:
             return None
-        self._seen = signature
         try:
             fresh = _read_keys(self.source)
         except BusSecurityError as error:
+            self._seen = signature
             log.error("VV_BUS_AUTHORIZED_KEYS not reloaded, the keys before stay: %s", error)
             return None
+        if _signature(self.source) != signature:
+            return None  # written while it was read: read again on the next tick
+        self._seen = signature
         before, after = set(self.hosts.values()), set(fresh.hosts.values())
         self.hosts = fresh.hosts
+        self._unlisted_logged = set()
         change = KeyFileChange(frozenset(after - before), frozenset(before - after))
         log.info(
             "VV_BUS_AUTHORIZED_KEYS reloaded keys=%d added=%s removed=%s",
@@ -98,6 +103,14 @@ class AuthorizedKeys:
             if hosts.setdefault(key, host) != host:
                 raise BusSecurityError(f"{where}: the key is listed for {hosts[key]!r} already")
         return cls(hosts)
+
+    def first_unlisted(self, peer: bytes) -> bool:
+        """True the first time a peer connected with a key the file no longer lists is
+        seen since the file was read (to log it once, not per message)."""
+        if peer in self._unlisted_logged:
+            return False
+        self._unlisted_logged.add(peer)
+        return True
 
     def callback(self, domain: str, key: bytes) -> bool:
         host = self.hosts.get(key.decode("ascii", "replace"))

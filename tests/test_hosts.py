@@ -284,6 +284,10 @@ def test_a_host_added_to_the_key_file_gets_in_and_one_removed_leaves_with_no_res
         assert not [volume_id for volume_id in ids(hosts) if volume_id.startswith("host-4/")]
         gateway.wait_for_log("dropping agent messages with no listed key", timeout=15)
         assert "host-4" not in hosts.hosts()  # still connected, and counting for nothing
+        scheduler = httpx.get(f"{hosts.gateway.base_url}/api/v1/scheduler").json()
+        assert sorted(scheduler["live"]["hosts"]) == list(HOSTS)
+        assert "host-4" not in {worker["host"] for worker in scheduler["workers"]}
+        assert health(hosts.gateway)["live_sizes"]["status"] == "ok"
 
         _replace(listed, "not-a-key host-1\n")
         gateway.wait_for_log("not reloaded, the keys before stay", timeout=15)

@@ -3,29 +3,16 @@ and the gateway's catalog applies it at the cost of those volumes."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import zmq
 
-from common.messages import StateDelta, VolumeRecord, decode
+from common.messages import StateDelta, decode
 from common.settings import Settings
 from services.gateway.readmodel.catalog import VolumeCatalog
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
-
-
-def _record(name: str, driver: str = "local") -> VolumeRecord:
-    return VolumeRecord(
-        name=name,
-        driver=driver,
-        mountpoint=f"/var/lib/docker/volumes/{name}/_data",
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        scope="local",
-        labels={},
-        options={},
-        attachments=(),
-    )
+from tests.support.records import volume_record
 
 
 def _delta_naming(subscriber: zmq.Socket[bytes], name: str, timeout_ms: int = 15_000) -> StateDelta:
@@ -76,14 +63,14 @@ def test_the_catalog_applies_deltas_in_name_order_and_names_what_came_and_went(
     catalog = VolumeCatalog()
     seen: list[tuple[frozenset[str], frozenset[str]]] = []
     catalog.on_membership(lambda added, removed: seen.append((added, removed)))
-    catalog.replace_volumes(tuple(_record(name) for name in ("b", "d", "f")))
+    catalog.replace_volumes(tuple(volume_record(name) for name in ("b", "d", "f")))
     version = catalog.version
-    assert catalog.apply_delta([_record("a"), _record("e")], ["d"])
+    assert catalog.apply_delta([volume_record("a"), volume_record("e")], ["d"])
     assert catalog.names() == ["a", "b", "e", "f"]
     assert catalog.version == version + 1
     assert seen[-1] == (frozenset({"a", "e"}), frozenset({"d"}))
-    assert catalog.apply_delta([_record("b", driver="other")], [])  # a change, no membership
+    assert catalog.apply_delta([volume_record("b", driver="other")], [])  # a change, no membership
     assert catalog.get("b") is not None and catalog.get("b").record.driver == "other"  # type: ignore[union-attr]
     assert len(seen) == 2
-    assert not catalog.apply_delta([_record("a")], ["zz"])  # nothing new: nothing changes
+    assert not catalog.apply_delta([volume_record("a")], ["zz"])  # nothing new: nothing changes
     assert catalog.names() == ["a", "b", "e", "f"]

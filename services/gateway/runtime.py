@@ -66,6 +66,7 @@ class GatewayRuntime:
         )
         self.store = Store(settings.database_path)
         self.broker = ScanBroker(settings, self.context, self.instance, keys)
+        self.catalog.on_host_forgotten(self.broker.forget_host)
         self.scans = ScanCoordinator(settings, self.catalog, self.store, self.broker, self.hub)
         self.scan_limiter = ClientRateLimiter(
             settings.scan_requests_per_minute / 60, settings.scan_request_burst

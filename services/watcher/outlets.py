@@ -88,11 +88,8 @@ class AgentUplink:
     key listed after the agent started lets it in with no restart."""
 
     SEND_HWM = 64
-    REFUSALS = (
-        zmq.EVENT_HANDSHAKE_FAILED_AUTH
-        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-    )
+    # The failures that end the session for good (a reset or a timeout ZeroMQ retries).
+    REFUSALS = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
     def __init__(self, settings: Settings, context: zmq.asyncio.Context) -> None:
         assert settings.bus_agents_endpoint is not None
@@ -101,8 +98,9 @@ class AgentUplink:
         socket = context.socket(zmq.DEALER)
         socket.setsockopt(zmq.SNDHWM, self.SEND_HWM)
         socket.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a connection that is up
-        self._monitor = socket.get_monitor_socket(self.REFUSALS)
+        self._monitor = socket.get_monitor_socket(self.REFUSALS | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self._refused_at: float | None = None
+        self._refusals = 0  # since the last handshake that succeeded
         self._socket = bus.connect(socket, self._endpoint, settings, AGENTS_LINK)
 
     def describe(self) -> str:
@@ -120,14 +118,20 @@ class AgentUplink:
     async def _retry_if_refused(self) -> None:
         while await self._monitor.poll(0):
             event = parse_monitor_message(await self._monitor.recv_multipart())
-            if self._refused_at is None:
-                log.warning(
-                    "refused by the gateway endpoint=%s event=%s (is this host's key in its "
-                    "VV_BUS_AUTHORIZED_KEYS?); connecting again every %.0f s",
-                    self._endpoint,
-                    event["event"],
-                    self._retry_after,
-                )
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                if self._refusals:
+                    log.info("let in by the gateway endpoint=%s", self._endpoint)
+                self._refused_at, self._refusals = None, 0
+                continue
+            self._refusals += 1
+            log.log(
+                logging.WARNING if self._refusals == 1 else logging.DEBUG,
+                "refused by the gateway endpoint=%s event=%s (is this host's key in its "
+                "VV_BUS_AUTHORIZED_KEYS?); connecting again every %.0f s",
+                self._endpoint,
+                event["event"],
+                self._retry_after,
+            )
             self._refused_at = time.monotonic()
         if (
             self._refused_at is not None

@@ -78,7 +78,6 @@ class AgentIntake:
         self.hosts: dict[str, HostState] = {}
         self._list_hosts(KeyFileChange(frozenset(keys.hosts.values()), frozenset()))
         self.first_state = asyncio.Event()
-        self._unlisted: set[bytes] = set()  # peers whose key left the key file (logged)
         self._socket = context.socket(zmq.ROUTER)
 
     # --- what health, metrics and /hosts read -------------------------------------------
@@ -147,8 +146,7 @@ class AgentIntake:
             host = self.keys.sender_of(payload)
             state = self.hosts.get(host) if host is not None else None
             if state is None:  # its key left the key file while it was connected
-                if identity not in self._unlisted:
-                    self._unlisted.add(identity)
+                if self.keys.first_unlisted(identity):
                     log.warning("dropping agent messages with no listed key peer=%r", identity)
                 continue
             try:
@@ -223,14 +221,13 @@ class AgentIntake:
     def _list_hosts(self, change: KeyFileChange) -> None:
         """The hosts the key file lists now: a host added waits for its agent; a host
         removed leaves with its volumes (its key no longer gets in, nor counts)."""
-        for host in change.removed:
-            self.hosts.pop(host, None)
-            self.catalog.forget_host(host)
-            log.warning("host removed host=%s (its key is no longer listed)", host)
-        listed = {**self.hosts}
+        listed = {host: state for host, state in self.hosts.items() if host not in change.removed}
         for host in change.added:
             listed[host] = HostState(host, WatcherReplica(self.catalog, host))
         self.hosts = dict(sorted(listed.items()))
+        self.catalog.list_hosts(frozenset(self.hosts))
+        for host in sorted(change.removed):
+            log.warning("host removed host=%s (its key is no longer listed)", host)
 
     async def _liveness_loop(self) -> None:
         while True:

@@ -83,6 +83,11 @@ class TrackerSession:
         self.resends = 0  # figures asked again (gaps, new trackers)
         self.lost = False  # a tracker was heard, then fell silent
         self._mode: str | None = None  # the tracker's, as last logged
+        # (events, resyncs) of the trackers before this epoch's, and of this epoch's as last
+        # heard: their sum only ever grows (counters in /metrics), across a restart or loss.
+        self._carried = (0, 0)
+        self._current = (0, 0)
+        self._totals_epoch: str | None = None  # whose totals `_current` holds
 
     # --- what others ask --------------------------------------------------------------
 
@@ -94,6 +99,12 @@ class TrackerSession:
         """Its tracker is heard and follows the filesystem."""
         status = self.last_status
         return self.heard() and status is not None and status.mode in ("filesystem", "directories")
+
+    def events_total(self) -> int:
+        return self._carried[0] + self._current[0]
+
+    def resyncs_total(self) -> int:
+        return self._carried[1] + self._current[1]
 
     # --- the tracker's messages -------------------------------------------------------
 
@@ -107,6 +118,10 @@ class TrackerSession:
                 message.reason or "-",
             )
             self._mode = message.mode
+        if message.epoch != self._totals_epoch:  # a new tracker: the one before's are carried
+            self._carried = (self.events_total(), self.resyncs_total())
+            self._totals_epoch = message.epoch
+        self._current = (message.events_total, message.resyncs_total)
         self.identity, self.last_status, self._heard_at = identity, message, time.monotonic()
         self.lost = False
         if message.epoch != self._epoch:
@@ -141,7 +156,7 @@ class TrackerSession:
             self._want_resend(f"seq {message.seq} after {self._seq}", message.tracker_id)
             self.send_follow()
         self._epoch, self._seq = message.epoch, message.seq
-        sizes = [self._as_catalog_id(size) for size in message.sizes]
+        sizes = [size for size in map(self._as_catalog_id, message.sizes) if size is not None]
         if message.complete:  # every figure it vouches for: any other is not live
             vouched = {size.volume_id for size in sizes}
             for volume_id in self.catalog.live_ids(self.host):
@@ -154,7 +169,8 @@ class TrackerSession:
             else:  # not known yet (the watcher's state comes later): ask again once it is
                 self._want_resend(f"{size.volume_id} not known yet", message.tracker_id)
         for name in message.unfollowed:
-            self.catalog.drop_live(volume_id_of(self.host, name))
+            if "/" not in name:
+                self.catalog.drop_live(volume_id_of(self.host, name))
         return taken
 
     def tracker_lost(self) -> None:
@@ -172,7 +188,11 @@ class TrackerSession:
 
     # --- sending ----------------------------------------------------------------------
 
-    def _as_catalog_id(self, size: LiveSize) -> LiveSize:
+    def _as_catalog_id(self, size: LiveSize) -> LiveSize | None:
+        """Under the catalog's id; None for a name no engine gives (it holds a '/': it
+        would name another host's volume)."""
+        if "/" in size.volume_id:
+            return None
         if self.host is None:
             return size
         return size.model_copy(update={"volume_id": volume_id_of(self.host, size.volume_id)})

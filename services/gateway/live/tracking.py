@@ -32,6 +32,18 @@ from services.gateway.storage.store import JobRow, Store, StoreNotWritable
 
 log = logging.getLogger("gateway.live")
 
+# Summed over the hosts' trackers (many hosts).
+_SUMMED = (
+    "followed_volumes",
+    "pending_volumes",
+    "not_followable_volumes",
+    "events_per_second",
+    "events_total",
+    "lost_event_resyncs",
+    "directories",
+    "resends",
+)
+
 
 class LiveTracking:
     def __init__(
@@ -48,13 +60,11 @@ class LiveTracking:
         self.points = LivePoints(settings.live_history_interval_seconds)
         # One session per host's tracker (key None: a gateway of one host).
         self.sessions: dict[str | None, TrackerSession] = {}
-        # Follow versions count from the start time in ms: a restarted gateway never
-        # repeats one, so a tracker's echo of an old one always means "send it again".
-        self._first_version = time.time_ns() // 1_000_000
         self._unwritten: list[LiveSize] = []  # history points waiting for their write
         self._tasks: set[asyncio.Task[None]] = set()
         broker.live_listener = self
         catalog.on_membership(self._membership)
+        catalog.on_host_forgotten(self._forget_host)
 
     def restore(self, stored: list[ScanResultData]) -> None:
         """The latest stored results at start: the live points seed the history rule."""
@@ -77,9 +87,15 @@ class LiveTracking:
                 self._timing,
                 self._broker.send_live,
                 self._spawn,
-                self._first_version,
+                # Follow versions count from the session's start in ms: a restarted gateway
+                # (or a host listed again) never repeats one, so a tracker's echo of an old
+                # one always means "send it again".
+                time.time_ns() // 1_000_000,
             )
         return session
+
+    def _forget_host(self, host: str) -> None:
+        self.sessions.pop(host, None)
 
     # --- what others ask --------------------------------------------------------------
 
@@ -111,38 +127,23 @@ class LiveTracking:
         return not any(session.lost for session in self.sessions.values()), detail
 
     def as_json(self) -> dict[str, Any]:
-        """One host: its tracker's state. Many hosts: the sum over them, with each host's
-        under `hosts`."""
-        if None in self.sessions or not self.sessions:
+        """One host: its tracker's state. Many hosts: the sum over the listed hosts, with
+        each host's under `hosts`."""
+        listed = self.catalog.listed_hosts
+        if not listed:
             return self._session_json(self.sessions.get(None))
-        hosts = {host: self._session_json(session) for host, session in self.sessions.items()}
+        hosts = {host: self._session_json(self.sessions.get(host)) for host in sorted(listed)}
         every = list(hosts.values())
-        heard = [state for state in every if state["tracker_id"] is not None]
         active = [state for state in every if state["active"]]
-        modes = sorted({state["mode"] for state in active}) if active else []
+        heard = [state for state in every if state["tracker_id"] is not None]
+        modes = sorted({state["mode"] for state in (active or heard or every)})
         reasons = sorted({str(state["reason"]) for state in every if state["reason"]})
-        total = {
-            key: sum(state[key] for state in every)
-            for key in (
-                "followed_volumes",
-                "pending_volumes",
-                "not_followable_volumes",
-                "events_per_second",
-                "events_total",
-                "lost_event_resyncs",
-                "directories",
-                "resends",
-            )
-        }
-        directories = total["directories"]
+        total = {key: sum(state[key] for state in every) for key in _SUMMED}
+        directories = sum(state["directories"] for state in heard)
         return {
             "enabled": self.enabled,
             "active": bool(active),
-            "mode": (
-                f"{', '.join(modes)} on {len(active)} of {len(every)} hosts"
-                if active
-                else every[0]["mode"]
-            ),
+            "mode": f"{', '.join(modes)} on {len(active or heard or every)} of {len(every)} hosts",
             "reason": "; ".join(reasons) or None,
             "tracker_id": None,
             **total,
@@ -177,8 +178,8 @@ class LiveTracking:
             "pending_volumes": status.pending if status is not None and heard else 0,
             "not_followable_volumes": status.not_followable if status is not None and heard else 0,
             "events_per_second": status.events_per_second if status is not None and heard else 0.0,
-            "events_total": status.events_total if status is not None else 0,
-            "lost_event_resyncs": status.resyncs_total if status is not None else 0,
+            "events_total": session.events_total() if session is not None else 0,
+            "lost_event_resyncs": session.resyncs_total() if session is not None else 0,
             "directories": status.directories if status is not None else 0,
             "bytes_per_directory": status.bytes_per_directory if status is not None else 0.0,
             "resends": session.resends if session is not None else 0,
@@ -187,6 +188,11 @@ class LiveTracking:
     # --- the broker's listener --------------------------------------------------------
 
     def status(self, identity: bytes, message: LiveStatus, host: str | None) -> None:
+        for other, session in self.sessions.items():
+            if other != host and session.identity == identity:
+                # Its key is another host's now (the key file changed): lost to the first.
+                session.identity = None
+                session.tracker_lost()
         self._session(host).status(identity, message)
 
     def sizes(self, identity: bytes, message: LiveSizes, host: str | None) -> None:

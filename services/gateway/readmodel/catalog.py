@@ -19,6 +19,7 @@ from services.gateway.readmodel.views import VolumeView, live_size
 ChangeListener = Callable[[], None]
 
 MembershipListener = Callable[[frozenset[str], frozenset[str]], None]
+HostListener = Callable[[str], None]
 
 
 class VolumeCatalog:
@@ -40,8 +41,10 @@ class VolumeCatalog:
         self._ids_by_name: dict[str, set[str]] = {}  # a name -> its ids on every host
         self._hosts_with_state: set[str] = set()  # hosts whose watcher's state is in
         self.version = 0  # bumped on every visible change (caches key on it)
-        self.records_version = 0  # bumped when the watcher's records change
-        self._records_versions: dict[str | None, int] = {}  # the same, per host
+        # Bumped when a watcher's records change, per host (None: the one watcher's).
+        self._records_versions: dict[str | None, int] = {}
+        self.listed_hosts: frozenset[str] = frozenset()  # many hosts: the key file's
+        self._host_listeners: list[HostListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -145,7 +148,6 @@ class VolumeCatalog:
         return True
 
     def _records_changed(self, host: str | None) -> None:
-        self.records_version += 1
         self._records_versions[host] = self._records_versions.get(host, 0) + 1
 
     def records_version_of(self, host: str | None) -> int:
@@ -181,22 +183,30 @@ class VolumeCatalog:
             self._silent_hosts.pop(host, None)
         else:
             self._silent_hosts[host] = since
-        for record in [r for r in self._records.values() if r.host == host]:
-            self._put_view(self._build(record))
+        for view in list(self.views(host)):
+            self._put_view(self._build(view.record))
         self._changed(reorder=False)
 
-    def forget_host(self, host: str) -> None:
-        """`host` left the fleet (its key is no longer listed): its volumes leave too."""
-        self.replace_volumes((), host)
-        self._hosts_with_state.discard(host)
-        self.host_volumes_dirs.pop(host, None)
-        self._silent_hosts.pop(host, None)
+    def on_host_forgotten(self, listener: HostListener) -> None:
+        self._host_listeners.append(listener)
+
+    def list_hosts(self, hosts: frozenset[str]) -> None:
+        """The hosts the key file lists now; a host no longer listed left the fleet: its
+        volumes leave too (and its jobs waiting for it end)."""
+        gone, self.listed_hosts = self.listed_hosts - hosts, hosts
+        for host in sorted(gone):
+            self.replace_volumes((), host)
+            self._hosts_with_state.discard(host)
+            self.host_volumes_dirs.pop(host, None)
+            self._silent_hosts.pop(host, None)
+            for listener in self._host_listeners:
+                listener(host)
 
     def may_come(self, volume_id: str) -> bool:
-        """On a gateway of many hosts: an id not here now of a host whose state is not in
-        yet (restored jobs wait for it rather than fail)."""
+        """On a gateway of many hosts: an id not here now of a listed host whose state is
+        not in yet (restored jobs wait for it rather than fail)."""
         host, _ = split_volume_id(volume_id)
-        return host is not None and host not in self._hosts_with_state
+        return host in self.listed_hosts and host not in self._hosts_with_state
 
     def ids_named(self, name: str) -> set[str]:
         """The ids of every volume called `name` (one per host that has one)."""

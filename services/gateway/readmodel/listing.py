@@ -145,6 +145,8 @@ class ListingCache:
         key = query.model_dump_json(exclude={"page", "page_size"})
         matches = self._matches.get(key)
         if matches is None:
+            # May be the catalog's own list (the default query): kept only while the
+            # version holds (_check_version above), which every change bumps.
             matches = sort_views(matching_views(self.catalog, query), keys)
             self._matches[key] = matches
             if len(self._matches) > self.size:

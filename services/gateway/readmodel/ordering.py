@@ -93,8 +93,8 @@ class OrderedViews:
 
     def select(self, host: str | None = None, include_system: bool = True) -> list[VolumeView]:
         """The views of `host` (None: of every host), with or without system volumes, in
-        order. The list is the catalog's own: read it, never change it; it holds until the
-        catalog's next version."""
+        order. The list is the catalog's own, changed in place by the next change: read it
+        at once, never change it, never keep it across an await."""
         if host is None:
             return self._all.views if include_system else self._user.views
         by_host = self._host_all if include_system else self._host_user

@@ -17,8 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -36,48 +35,15 @@ from common.messages import (
     ScanFinished,
     ScanJob,
     ScanProgress,
-    StuckWalk,
     WorkerHeartbeat,
     decode,
     encode,
 )
 from common.settings import Settings
 from common.tasks import start_essential
+from services.gateway.scans.workers import BrokerListener, LiveListener, WorkerInfo
 
 log = logging.getLogger("gateway.broker")
-
-
-class BrokerListener(Protocol):
-    def dispatch(self) -> None: ...
-    def progress(self, message: ScanProgress) -> None: ...
-    async def finished(self, message: ScanFinished) -> bool: ...
-    def job_lost(self, scan_id: str, worker_id: str, worker_died: bool) -> None: ...
-    def job_claimed(self, scan_id: str, worker_id: str) -> None: ...
-    def job_host(self, scan_id: str) -> str | None: ...
-
-
-class LiveListener(Protocol):
-    def status(self, identity: bytes, message: LiveStatus, host: str | None) -> None: ...
-    def sizes(self, identity: bytes, message: LiveSizes, host: str | None) -> None: ...
-    def tracker_lost(self, identity: bytes) -> None: ...
-
-
-@dataclass(slots=True)
-class WorkerInfo:
-    identity: bytes
-    worker_id: str
-    last_seen: float
-    host: str | None = None  # on a gateway of many hosts: whose volumes it may walk
-    ready: bool = False
-    throttled: bool = False
-    host_busy_percent: float = 0.0
-    scan_id: str | None = None  # the job we believe it holds
-    heartbeats: int = 0  # received, for clients watching it decide
-    retired: bool = False  # replaced in its pool; it only finishes what it holds
-    stuck: StuckWalk | None = None  # its walk hangs in a filesystem that stopped answering
-    assigned_at: float = 0.0
-    # Outcomes it sent that are not stored yet: its job is done, but not ended here.
-    pending_outcomes: set[str] = field(default_factory=set)
 
 
 class ScanBroker:
@@ -95,7 +61,6 @@ class ScanBroker:
         self.listener: BrokerListener | None = None
         self.live_listener: LiveListener | None = None
         self.trackers: dict[bytes, float] = {}  # identity -> last heard (monotonic)
-        self._unlisted: set[bytes] = set()  # peers whose key left the key file (logged)
         self._socket = context.socket(zmq.ROUTER)
         self._finishing: set[str] = set()  # scan ids whose outcome is being stored
         self._finish_tasks: set[asyncio.Task[None]] = set()
@@ -171,9 +136,8 @@ class ScanBroker:
             identity, payload, host = self._sender(frames)
             if self.keys is not None and host is None:
                 # Connected before its key left VV_BUS_AUTHORIZED_KEYS: it counts no more
-                # (its workers go silent here, so their jobs are lost and requeued).
-                if identity not in self._unlisted:
-                    self._unlisted.add(identity)
+                # (its workers go silent here: their jobs are lost, and end with the host).
+                if self.keys.first_unlisted(identity):
                     log.warning("dropping messages with no listed key peer=%r", identity)
                 continue
             try:
@@ -186,6 +150,11 @@ class ScanBroker:
                 continue
             worker = self.workers.get(identity)
             now = time.monotonic()
+            if worker is not None and worker.host != host:
+                # Its key is listed for another host now (the key file changed): it leaves
+                # the old host's pool with its jobs, and joins the new one's.
+                self._lose(worker, "its key speaks for another host now")
+                worker = None
             if worker is None:
                 # Workers route under their id, so a first message without one still names it.
                 worker_id = getattr(message, "worker_id", None) or identity.decode(
@@ -306,6 +275,26 @@ class ScanBroker:
             [worker.identity, encode(ScanAck(scan_id=message.scan_id))]
         )
 
+    def forget_host(self, host: str) -> None:
+        """The host left the fleet (its key is no longer listed): its workers go at once."""
+        for worker in [w for w in self.workers.values() if w.host == host]:
+            self._lose(worker, "its host is no longer listed")
+
+    def _lose(self, worker: WorkerInfo, why: str) -> None:
+        """The worker is gone: what it held, or had finished unacknowledged, is lost."""
+        del self.workers[worker.identity]
+        log.warning(
+            "worker lost worker=%s host=%s scan_id=%s reason=%s workers=%d",
+            worker.worker_id,
+            worker.host or "-",
+            worker.scan_id,
+            why,
+            len(self.workers),
+        )
+        held = {worker.scan_id} if worker.scan_id is not None else set()
+        for lost in held | worker.pending_outcomes:
+            self._listener().job_lost(lost, worker.worker_id, worker_died=True)
+
     async def _heartbeat_loop(self) -> None:
         beat = encode(GatewayHeartbeat(instance=self.instance))
         while True:
@@ -313,16 +302,7 @@ class ScanBroker:
             now = time.monotonic()
             for identity, worker in list(self.workers.items()):
                 if now - worker.last_seen > self.settings.liveness_timeout_seconds:
-                    del self.workers[identity]
-                    log.warning(
-                        "worker lost worker=%s scan_id=%s workers=%d",
-                        worker.worker_id,
-                        worker.scan_id,
-                        len(self.workers),
-                    )
-                    held = {worker.scan_id} if worker.scan_id is not None else set()
-                    for lost in held | worker.pending_outcomes:
-                        self._listener().job_lost(lost, worker.worker_id, worker_died=True)
+                    self._lose(worker, "silent")
                     continue
                 # A gone or full pipe is fine: liveness notices a dead worker.
                 with contextlib.suppress(zmq.ZMQError):

@@ -32,10 +32,11 @@ from common.settings import Settings
 from common.tasks import start_essential
 from services.gateway.readmodel.catalog import VolumeCatalog
 from services.gateway.readmodel.views import VolumeView
-from services.gateway.scans.broker import ScanBroker, WorkerInfo
+from services.gateway.scans.broker import ScanBroker
 from services.gateway.scans.errors import NoScanner, UnknownVolume
 from services.gateway.scans.jobs import Job, terminal_event
 from services.gateway.scans.stuck import StuckVolumes
+from services.gateway.scans.workers import WorkerInfo
 from services.gateway.storage.store import JobRow, Store, StoreNotWritable
 from services.gateway.ws.hub import WsHub, envelope
 
