@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
-from services.gateway.scans.scheduler import next_due, phase
+from common.messages import ScanResultData
+from common.settings import Settings
+from services.gateway.readmodel.catalog import VolumeCatalog
+from services.gateway.scans.scheduler import QUIET_MAX_SECONDS, ScanScheduler, next_due, phase
 from tests.support.api import (
     NEVER_THROTTLED,
     all_workers_busy,
@@ -18,6 +24,7 @@ from tests.support.api import (
 )
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
+from tests.support.records import volume_record
 from tests.support.trees import mountpoint
 from tests.support.waiting import wait_until
 
@@ -173,3 +180,62 @@ def test_volumes_are_spread_over_the_interval() -> None:
     for index in range(2000):
         tenths[int(phase(f"vol{index}") * 10)] += 1
     assert min(tenths) > 150 and max(tenths) < 250, tenths  # 200 each when perfectly even
+
+
+# --- a tick with nothing due (in process) ------------------------------------------------
+
+
+class _Queued:
+    """The coordinator as the scheduler sees it: it records what was asked."""
+
+    def __init__(self) -> None:
+        self.active_by_volume: dict[str, object] = {}
+        self.jobs: dict[str, object] = {}
+        self.asked: list[str] = []
+
+    async def request(self, name: str, method: str) -> Any:
+        self.asked.append(name)
+        scan_id = f"scan-{len(self.asked)}"
+        self.jobs[scan_id] = self.active_by_volume[name] = object()
+        return SimpleNamespace(row=SimpleNamespace(scan_id=scan_id))
+
+
+def _result(name: str, at: float) -> ScanResultData:
+    return ScanResultData(
+        volume_id=name, total_size=1, disk_usage=1, file_count=1, directory_count=1,
+        largest_file=1, skipped=0, scanned_at=datetime.fromtimestamp(at, UTC),
+        method="native", duration=1, filesystem_type="ext4",
+    )  # fmt: skip
+
+
+def test_ticks_with_nothing_due_cost_no_pass_until_a_change_or_the_earliest_due() -> None:
+    catalog = VolumeCatalog()
+    catalog.replace_volumes(tuple(volume_record(f"v{index}") for index in range(50)))
+    start = 1_700_000_000.0
+    for index in range(50):
+        catalog.set_result(_result(f"v{index}", start))
+    queued = _Queued()
+    settings = Settings(VV_SCAN_INTERVAL=3600, VV_SCANNER_WORKERS=64)
+    scheduler = ScanScheduler(settings, catalog, queued, None, lambda volume_id: False)  # type: ignore[arg-type]
+    passes = 0
+    names = catalog.names
+
+    def counted() -> list[str]:
+        nonlocal passes
+        passes += 1
+        return names()
+
+    catalog.names = counted  # type: ignore[method-assign]
+    earliest = min(next_due(f"v{index}", start, 3600) for index in range(50))
+    assert asyncio.run(scheduler.run_once(start + 1)) == 0 and passes == 1
+    assert asyncio.run(scheduler.run_once(start + 2)) == 0 and passes == 1  # quiet: no pass
+    catalog.apply_delta([volume_record("new")], [])  # a change: the next tick looks again
+    assert asyncio.run(scheduler.run_once(start + 3)) == 0 and passes == 2
+    assert asyncio.run(scheduler.run_once(start + 40)) == 1 and queued.asked == ["new"]
+    assert passes == 3
+    before = min(earliest, start + 40 + QUIET_MAX_SECONDS) - 0.5
+    asyncio.run(scheduler.run_once(start + 41))  # nothing due: quiet again
+    asyncio.run(scheduler.run_once(before))
+    assert passes == 4
+    due = [f"v{index}" for index in range(50) if next_due(f"v{index}", start, 3600) <= earliest]
+    assert asyncio.run(scheduler.run_once(earliest)) >= 1 and queued.asked[1:] == due

@@ -43,6 +43,9 @@ NEW_VOLUME_DELAY_MAX_SECONDS = 30.0
 QUEUE_ALL_MIN_INTERVAL_SECONDS = 60.0
 
 
+QUIET_MAX_SECONDS = 60.0  # the longest a tick goes without a pass over every volume
+
+
 @lru_cache(maxsize=65_536)
 def phase(name: str) -> float:
     """The volume's fixed place in the interval, as a fraction in [0, 1)."""
@@ -92,6 +95,11 @@ class ScanScheduler:
         self._pending: set[str] = set()  # scan_ids it queued that are still open
         self._last_queue_all: float | None = None  # monotonic
         self._paused_code: str | None = None
+        # After a pass that found nothing due: (catalog version, the earliest due time).
+        # Until one of them moves no volume can be due, so a tick costs no pass over every
+        # volume (45 ms a pass at 5,000 volumes here; 100,000 on a fleet's gateway). What
+        # no version shows (the tracker's mode, say) waits at most QUIET_MAX_SECONDS.
+        self._quiet: tuple[int, float] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -146,6 +154,10 @@ class ScanScheduler:
     async def run_once(self, now: float | None = None) -> int:
         """Queue the volumes due now, at most up to the pending limit; how many were queued."""
         now = time.time() if now is None else now
+        quiet, version = self._quiet, self.catalog.version
+        if quiet is not None and quiet[0] == version and now < quiet[1]:
+            return 0
+        self._quiet = None
         names = self.catalog.names()
         known = set(names)
         for seen in (self._first_due, self._attempted):
@@ -154,11 +166,15 @@ class ScanScheduler:
         room = self.max_pending - self.pending_count()
         if room <= 0:
             return 0
-        due = sorted(
-            (self.due_at(name, now), name)
-            for name in names
-            if name not in self.scans.active_by_volume
-        )
+        # Every volume's due time, running ones too: one whose scan fails (no result, no
+        # catalog change) is due again by its attempt, and must not be later than the rest.
+        moments = [(self.due_at(name, now), name) for name in names]
+        active = self.scans.active_by_volume
+        due = sorted(entry for entry in moments if entry[0] <= now and entry[1] not in active)
+        if not due:
+            earliest = min((moment for moment, _ in moments), default=math.inf)
+            self._quiet = (version, min(earliest, now + QUIET_MAX_SECONDS))
+            return 0
         queued = 0
         for due_at, name in due:
             if due_at > now or queued >= room:
