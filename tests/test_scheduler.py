@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from common.messages import ScanResultData
+from common.messages import LiveSize, ScanResultData
 from common.settings import Settings
 from services.gateway.readmodel.catalog import VolumeCatalog
 from services.gateway.scans.scheduler import QUIET_MAX_SECONDS, ScanScheduler, next_due, phase
@@ -208,34 +208,69 @@ def _result(name: str, at: float) -> ScanResultData:
     )  # fmt: skip
 
 
+class _Counted:
+    """A scheduler over `volumes` volumes scanned at `start`, counting its passes."""
+
+    def __init__(self, volumes: int, start: float) -> None:
+        self.catalog = VolumeCatalog()
+        self.catalog.replace_volumes(tuple(volume_record(f"v{index}") for index in range(volumes)))
+        for index in range(volumes):
+            self.catalog.set_result(_result(f"v{index}", start))
+        self.queued = _Queued()
+        settings = Settings(VV_SCAN_INTERVAL=3600, VV_SCANNER_WORKERS=64)
+        self.scheduler = ScanScheduler(
+            settings,
+            self.catalog,
+            self.queued,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            lambda volume_id: False,
+        )
+        self.passes = 0
+        names = self.catalog.names
+
+        def counted() -> list[str]:
+            self.passes += 1
+            return names()
+
+        self.catalog.names = counted  # type: ignore[method-assign]
+
+    def tick(self, now: float) -> int:
+        return asyncio.run(self.scheduler.run_once(now))
+
+
 def test_ticks_with_nothing_due_cost_no_pass_until_a_change_or_the_earliest_due() -> None:
-    catalog = VolumeCatalog()
-    catalog.replace_volumes(tuple(volume_record(f"v{index}") for index in range(50)))
     start = 1_700_000_000.0
-    for index in range(50):
-        catalog.set_result(_result(f"v{index}", start))
-    queued = _Queued()
-    settings = Settings(VV_SCAN_INTERVAL=3600, VV_SCANNER_WORKERS=64)
-    scheduler = ScanScheduler(settings, catalog, queued, None, lambda volume_id: False)  # type: ignore[arg-type]
-    passes = 0
-    names = catalog.names
-
-    def counted() -> list[str]:
-        nonlocal passes
-        passes += 1
-        return names()
-
-    catalog.names = counted  # type: ignore[method-assign]
+    counted = _Counted(50, start)
     earliest = min(next_due(f"v{index}", start, 3600) for index in range(50))
-    assert asyncio.run(scheduler.run_once(start + 1)) == 0 and passes == 1
-    assert asyncio.run(scheduler.run_once(start + 2)) == 0 and passes == 1  # quiet: no pass
-    catalog.apply_delta([volume_record("new")], [])  # a change: the next tick looks again
-    assert asyncio.run(scheduler.run_once(start + 3)) == 0 and passes == 2
-    assert asyncio.run(scheduler.run_once(start + 40)) == 1 and queued.asked == ["new"]
-    assert passes == 3
-    before = min(earliest, start + 40 + QUIET_MAX_SECONDS) - 0.5
-    asyncio.run(scheduler.run_once(start + 41))  # nothing due: quiet again
-    asyncio.run(scheduler.run_once(before))
-    assert passes == 4
+    assert counted.tick(start + 1) == 0 and counted.passes == 1
+    assert counted.tick(start + 2) == 0 and counted.passes == 1  # quiet: no pass
+    counted.catalog.apply_delta([volume_record("new")], [])  # a change: look again
+    assert counted.tick(start + 3) == 0 and counted.passes == 2
+    assert counted.tick(start + 40) == 1 and counted.queued.asked == ["new"]
+    assert counted.passes == 3
+    counted.tick(start + 41)  # nothing due: quiet again
+    counted.tick(min(earliest, start + 41 + QUIET_MAX_SECONDS) - 0.5)
+    assert counted.passes == 4
     due = [f"v{index}" for index in range(50) if next_due(f"v{index}", start, 3600) <= earliest]
-    assert asyncio.run(scheduler.run_once(earliest)) >= 1 and queued.asked[1:] == due
+    assert counted.tick(earliest) >= 1 and counted.queued.asked[1:] == due
+
+
+def test_new_live_figures_alone_make_no_tick_look_again() -> None:
+    start = 1_700_000_000.0
+    counted = _Counted(5, start)
+    counted.tick(start + 1)
+    figures = LiveSize(
+        volume_id="v0", total_size=1, disk_usage=1, file_count=1, directory_count=1,
+        updated_at=datetime.fromtimestamp(start + 2, UTC),
+    )  # fmt: skip
+    counted.catalog.set_live(figures)  # followed now: its interval may change
+    counted.tick(start + 3)
+    assert counted.passes == 2
+    version = counted.catalog.version
+    counted.catalog.set_live(figures.model_copy(update={"total_size": 2}))
+    assert counted.catalog.version > version  # the listing sees it; the schedule need not
+    counted.tick(start + 4)
+    assert counted.passes == 2
+    counted.catalog.set_live(figures.model_copy(update={"stale": True}))
+    counted.tick(start + 5)
+    assert counted.passes == 3

@@ -44,6 +44,9 @@ class VolumeCatalog:
         # Bumped when a watcher's records change, per host (None: the one watcher's).
         self._records_versions: dict[str | None, int] = {}
         self.listed_hosts: frozenset[str] = frozenset()  # many hosts: the key file's
+        # Bumped when what a scan's due time depends on changes: the volumes, a result,
+        # whether live figures vouch for a volume (not each new live figure).
+        self.schedule_version = 0
         self._host_listeners: list[HostListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
@@ -149,6 +152,7 @@ class VolumeCatalog:
 
     def _records_changed(self, host: str | None) -> None:
         self._records_versions[host] = self._records_versions.get(host, 0) + 1
+        self.schedule_version += 1
 
     def records_version_of(self, host: str | None) -> int:
         """Bumped when `host`'s records change (None: on a gateway of one host)."""
@@ -224,6 +228,7 @@ class VolumeCatalog:
         if self.has_state and result.volume_id not in self._records:
             return  # removed while it was scanned: stored, but not held in memory
         self._results[result.volume_id] = result
+        self.schedule_version += 1
         self._rebuild_view(result.volume_id)
 
     def set_live(self, size: LiveSize) -> bool:
@@ -231,7 +236,10 @@ class VolumeCatalog:
         the watcher's state may arrive after them)."""
         if size.volume_id not in self._records:
             return False
-        if self._live.get(size.volume_id) != size:
+        old = self._live.get(size.volume_id)
+        if old != size:
+            if old is None or old.stale != size.stale:
+                self.schedule_version += 1
             self._live[size.volume_id] = size
             self._rebuild_view(size.volume_id)
         return True
@@ -249,11 +257,13 @@ class VolumeCatalog:
             live = self._live[volume_id]
             if not live.stale:
                 self._live[volume_id] = live.model_copy(update={"stale": True})
+                self.schedule_version += 1
                 self._rebuild_view(volume_id)
 
     def drop_live(self, volume_id: str) -> None:
         """The tracker no longer follows it: its figures come from scans again."""
         if self._live.pop(volume_id, None) is not None:
+            self.schedule_version += 1
             self._rebuild_view(volume_id)
 
     def _rebuild_view(self, volume_id: str) -> None:

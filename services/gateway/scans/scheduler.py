@@ -95,7 +95,8 @@ class ScanScheduler:
         self._pending: set[str] = set()  # scan_ids it queued that are still open
         self._last_queue_all: float | None = None  # monotonic
         self._paused_code: str | None = None
-        # After a pass that found nothing due: (catalog version, the earliest due time).
+        # After a pass that found nothing due: (the catalog's schedule version, the earliest
+        # due time).
         # Until one of them moves no volume can be due, so a tick costs no pass over every
         # volume (45 ms a pass at 5,000 volumes here; 100,000 on a fleet's gateway). What
         # no version shows (the tracker's mode, say) waits at most QUIET_MAX_SECONDS.
@@ -154,7 +155,7 @@ class ScanScheduler:
     async def run_once(self, now: float | None = None) -> int:
         """Queue the volumes due now, at most up to the pending limit; how many were queued."""
         now = time.time() if now is None else now
-        quiet, version = self._quiet, self.catalog.version
+        quiet, version = self._quiet, self.catalog.schedule_version
         if quiet is not None and quiet[0] == version and now < quiet[1]:
             return 0
         self._quiet = None
