@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.common import TABLE_HEADER, Row, machine, markdown_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("scan", "fleet", "events", "ws", "api", "throttle", "idle", "live", "hosts")
+SCRIPTS = ("scan", "fleet", "events", "ws", "api", "throttle", "idle", "live", "hosts", "scheduler")
 SIZES: dict[str, dict[str, str]] = {
     "default": {name: "" for name in SCRIPTS},
     "smoke": {
@@ -32,6 +32,7 @@ SIZES: dict[str, dict[str, str]] = {
         "idle": "--volumes 10 --clients 2 --rounds 1 --window 1",
         "live": "--volumes 3 --files 50 --rates 50 --seconds 1 --rounds 1 --latency-volumes 2",
         "hosts": "--hosts 3 --volumes 10 --changes 2 --rounds 1 --processes 1",
+        "scheduler": "--volumes 50 --rounds 2",
     },
 }
 

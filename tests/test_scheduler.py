@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
-from common.messages import LiveSize, ScanResultData
-from common.settings import Settings
-from services.gateway.readmodel.catalog import VolumeCatalog
-from services.gateway.scans.scheduler import QUIET_MAX_SECONDS, ScanScheduler, next_due, phase
+from common.messages import LiveSize
+from services.gateway.scans.scheduler import QUIET_MAX_SECONDS, next_due, phase
 from tests.support.api import (
     NEVER_THROTTLED,
     all_workers_busy,
@@ -25,6 +22,7 @@ from tests.support.api import (
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
 from tests.support.records import volume_record
+from tests.support.scheduling import scanned_scheduler
 from tests.support.trees import mountpoint
 from tests.support.waiting import wait_until
 
@@ -185,46 +183,11 @@ def test_volumes_are_spread_over_the_interval() -> None:
 # --- a tick with nothing due (in process) ------------------------------------------------
 
 
-class _Queued:
-    """The coordinator as the scheduler sees it: it records what was asked."""
-
-    def __init__(self) -> None:
-        self.active_by_volume: dict[str, object] = {}
-        self.jobs: dict[str, object] = {}
-        self.asked: list[str] = []
-
-    async def request(self, name: str, method: str) -> Any:
-        self.asked.append(name)
-        scan_id = f"scan-{len(self.asked)}"
-        self.jobs[scan_id] = self.active_by_volume[name] = object()
-        return SimpleNamespace(row=SimpleNamespace(scan_id=scan_id))
-
-
-def _result(name: str, at: float) -> ScanResultData:
-    return ScanResultData(
-        volume_id=name, total_size=1, disk_usage=1, file_count=1, directory_count=1,
-        largest_file=1, skipped=0, scanned_at=datetime.fromtimestamp(at, UTC),
-        method="native", duration=1, filesystem_type="ext4",
-    )  # fmt: skip
-
-
 class _Counted:
     """A scheduler over `volumes` volumes scanned at `start`, counting its passes."""
 
     def __init__(self, volumes: int, start: float) -> None:
-        self.catalog = VolumeCatalog()
-        self.catalog.replace_volumes(tuple(volume_record(f"v{index}") for index in range(volumes)))
-        for index in range(volumes):
-            self.catalog.set_result(_result(f"v{index}", start))
-        self.queued = _Queued()
-        settings = Settings(VV_SCAN_INTERVAL=3600, VV_SCANNER_WORKERS=64)
-        self.scheduler = ScanScheduler(
-            settings,
-            self.catalog,
-            self.queued,  # type: ignore[arg-type]
-            None,  # type: ignore[arg-type]
-            lambda volume_id: False,
-        )
+        self.scheduler, self.catalog, self.queued = scanned_scheduler(volumes, start)
         self.passes = 0
         names = self.catalog.names
 
