@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from common.messages import LiveSize
-from services.gateway.scans.scheduler import QUIET_MAX_SECONDS, next_due, phase
+from services.gateway.scans.scheduler import ScanScheduler, next_due, phase
 from tests.support.api import (
     NEVER_THROTTLED,
     all_workers_busy,
@@ -21,8 +22,7 @@ from tests.support.api import (
 )
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
-from tests.support.records import volume_record
-from tests.support.scheduling import scanned_scheduler
+from tests.support.scheduling import scan_result, scanned_scheduler
 from tests.support.trees import mountpoint
 from tests.support.waiting import wait_until
 
@@ -183,57 +183,64 @@ def test_volumes_are_spread_over_the_interval() -> None:
 # --- a tick with nothing due (in process) ------------------------------------------------
 
 
-class _Counted:
-    """A scheduler over `volumes` volumes scanned at `start`, counting its passes."""
-
-    def __init__(self, volumes: int, start: float) -> None:
-        self.scheduler, self.catalog, self.queued = scanned_scheduler(volumes, start)
-        self.passes = 0
-        names = self.catalog.names
-
-        def counted() -> list[str]:
-            self.passes += 1
-            return names()
-
-        self.catalog.names = counted  # type: ignore[method-assign]
-
-    def tick(self, now: float) -> int:
-        return asyncio.run(self.scheduler.run_once(now))
+def _tick(scheduler: ScanScheduler, now: float) -> int:
+    return asyncio.run(scheduler.run_once(now))
 
 
-def test_ticks_with_nothing_due_cost_no_pass_until_a_change_or_the_earliest_due() -> None:
+@pytest.mark.parametrize("seed", range(6))
+def test_due_times_kept_per_change_queue_what_working_them_all_out_queues(seed: int) -> None:
+    """The same changes to two schedulers: one keeps due times per change, the other works
+    every one out on every tick (as every tick did before); they queue the same volumes,
+    in the same order, at every tick."""
+    start, interval, volumes = 1_700_000_000.0, 200.0, 40
+    kept, kept_catalog, kept_queue = scanned_scheduler(volumes, start, interval)
+    every, every_catalog, every_queue = scanned_scheduler(volumes, start, interval)
+    chance = random.Random(seed)
+    now = start + 1
+    for _ in range(120):
+        name = f"v{chance.randrange(volumes)}"
+        what, ended = chance.random(), now - chance.random()
+        for catalog, queue in ((kept_catalog, kept_queue), (every_catalog, every_queue)):
+            if what < 0.3:  # a scan ends (or a scan on request): its result moves the next
+                queue.active_by_volume.pop(name, None)
+                catalog.set_result(scan_result(name, ended))
+            elif what < 0.35:  # a scan fails: no result, no catalog change
+                queue.active_by_volume.pop(name, None)
+            elif what < 0.38:
+                catalog.apply_delta([], [name])
+        every.recompute_all()
+        assert _tick(kept, now) == _tick(every, now)
+        assert kept_queue.asked == every_queue.asked
+        now += chance.uniform(0, 20)
+    assert kept_queue.asked, "nothing was ever due: the comparison proved nothing"
+
+
+def test_a_tick_works_out_only_the_volumes_that_changed() -> None:
     start = 1_700_000_000.0
-    counted = _Counted(50, start)
-    earliest = min(next_due(f"v{index}", start, 3600) for index in range(50))
-    assert counted.tick(start + 1) == 0 and counted.passes == 1
-    assert counted.tick(start + 2) == 0 and counted.passes == 1  # quiet: no pass
-    counted.catalog.apply_delta([volume_record("new")], [])  # a change: look again
-    assert counted.tick(start + 3) == 0 and counted.passes == 2
-    assert counted.tick(start + 40) == 1 and counted.queued.asked == ["new"]
-    assert counted.passes == 3
-    counted.tick(start + 41)  # nothing due: quiet again
-    counted.tick(min(earliest, start + 41 + QUIET_MAX_SECONDS) - 0.5)
-    assert counted.passes == 4
-    due = [f"v{index}" for index in range(50) if next_due(f"v{index}", start, 3600) <= earliest]
-    assert counted.tick(earliest) >= 1 and counted.queued.asked[1:] == due
+    scheduler, catalog, _queue = scanned_scheduler(50, start)
+    worked_out: list[str] = []
+    due_at = scheduler.due_at
 
+    def counted(name: str, now: float) -> float:
+        worked_out.append(name)
+        return due_at(name, now)
 
-def test_new_live_figures_alone_make_no_tick_look_again() -> None:
-    start = 1_700_000_000.0
-    counted = _Counted(5, start)
-    counted.tick(start + 1)
+    scheduler.due_at = counted  # type: ignore[method-assign]
+    _tick(scheduler, start + 1)
+    assert len(worked_out) == 50  # the first tick: every volume
+    _tick(scheduler, start + 2)
+    assert len(worked_out) == 50
+    catalog.set_result(scan_result("v7", start + 2))
     figures = LiveSize(
-        volume_id="v0", total_size=1, disk_usage=1, file_count=1, directory_count=1,
+        volume_id="v8", total_size=1, disk_usage=1, file_count=1, directory_count=1,
         updated_at=datetime.fromtimestamp(start + 2, UTC),
     )  # fmt: skip
-    counted.catalog.set_live(figures)  # followed now: its interval may change
-    counted.tick(start + 3)
-    assert counted.passes == 2
-    version = counted.catalog.version
-    counted.catalog.set_live(figures.model_copy(update={"total_size": 2}))
-    assert counted.catalog.version > version  # the listing sees it; the schedule need not
-    counted.tick(start + 4)
-    assert counted.passes == 2
-    counted.catalog.set_live(figures.model_copy(update={"stale": True}))
-    counted.tick(start + 5)
-    assert counted.passes == 3
+    catalog.set_live(figures)  # followed now: its interval may change
+    _tick(scheduler, start + 3)
+    assert sorted(worked_out[50:]) == ["v7", "v8"]
+    catalog.set_live(figures.model_copy(update={"total_size": 2}))  # figures alone: no
+    _tick(scheduler, start + 4)
+    assert len(worked_out) == 52
+    catalog.set_live(figures.model_copy(update={"stale": True}))  # not vouched for: yes
+    _tick(scheduler, start + 5)
+    assert worked_out[52:] == ["v8"]

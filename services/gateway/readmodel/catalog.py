@@ -44,9 +44,10 @@ class VolumeCatalog:
         # Bumped when a watcher's records change, per host (None: the one watcher's).
         self._records_versions: dict[str | None, int] = {}
         self.listed_hosts: frozenset[str] = frozenset()  # many hosts: the key file's
-        # Bumped when what a scan's due time depends on changes: the volumes, a result,
-        # whether live figures vouch for a volume (not each new live figure).
-        self.schedule_version = 0
+        # The ids whose scheduled scan's due time may have moved since the scheduler last
+        # took them (take_schedule_changes): the volume came or went, a result, whether
+        # live figures vouch for it (not each new live figure). None: every volume.
+        self._schedule_changed: set[str] | None = None
         self._host_listeners: list[HostListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
@@ -118,6 +119,7 @@ class VolumeCatalog:
         if not changed:
             return False
         self._records_changed(host)
+        self._schedule_moved(added | gone)
         self._changed(reorder=False)
         if added or gone:
             for listener in self._membership_listeners:
@@ -144,6 +146,7 @@ class VolumeCatalog:
         self._records_changed(None)
         self._views = {name: self._reuse_or_build(record) for name, record in incoming.items()}
         self._ids_by_name = {name: {name} for name in incoming}
+        self._schedule_moved(added | removed)
         self._changed()
         if added or removed:
             for listener in self._membership_listeners:
@@ -152,7 +155,17 @@ class VolumeCatalog:
 
     def _records_changed(self, host: str | None) -> None:
         self._records_versions[host] = self._records_versions.get(host, 0) + 1
-        self.schedule_version += 1
+
+    def _schedule_moved(self, volume_ids: Iterable[str] | None) -> None:
+        if volume_ids is None:
+            self._schedule_changed = None
+        elif self._schedule_changed is not None:
+            self._schedule_changed.update(volume_ids)
+
+    def take_schedule_changes(self) -> set[str] | None:
+        """The ids whose due time may have moved since the last call (None: every id)."""
+        changed, self._schedule_changed = self._schedule_changed, set()
+        return changed
 
     def records_version_of(self, host: str | None) -> int:
         """Bumped when `host`'s records change (None: on a gateway of one host)."""
@@ -228,7 +241,7 @@ class VolumeCatalog:
         if self.has_state and result.volume_id not in self._records:
             return  # removed while it was scanned: stored, but not held in memory
         self._results[result.volume_id] = result
-        self.schedule_version += 1
+        self._schedule_moved((result.volume_id,))
         self._rebuild_view(result.volume_id)
 
     def set_live(self, size: LiveSize) -> bool:
@@ -239,7 +252,7 @@ class VolumeCatalog:
         old = self._live.get(size.volume_id)
         if old != size:
             if old is None or old.stale != size.stale:
-                self.schedule_version += 1
+                self._schedule_moved((size.volume_id,))
             self._live[size.volume_id] = size
             self._rebuild_view(size.volume_id)
         return True
@@ -257,13 +270,13 @@ class VolumeCatalog:
             live = self._live[volume_id]
             if not live.stale:
                 self._live[volume_id] = live.model_copy(update={"stale": True})
-                self.schedule_version += 1
+                self._schedule_moved((volume_id,))
                 self._rebuild_view(volume_id)
 
     def drop_live(self, volume_id: str) -> None:
         """The tracker no longer follows it: its figures come from scans again."""
         if self._live.pop(volume_id, None) is not None:
-            self.schedule_version += 1
+            self._schedule_moved((volume_id,))
             self._rebuild_view(volume_id)
 
     def _rebuild_view(self, volume_id: str) -> None:
