@@ -111,3 +111,13 @@ def test_a_lost_tracker_stales_its_hosts_figures_only() -> None:
     sessions.by_host["host-1"].tracker_lost()
     live = sessions.catalog.live
     assert live("host-1/x").stale and not live("host-2/x").stale  # type: ignore[union-attr]
+
+
+def test_a_tracker_that_starts_following_moves_its_hosts_scheduled_walks_only() -> None:
+    sessions = Sessions()
+    for host in HOSTS:
+        sessions.hello(host)
+        sessions.sizes(host, 1, sizes=(_size("x", 5),))
+    sessions.catalog.take_schedule_changes()
+    sessions.catalog.vouching_changed("host-2")
+    assert sessions.catalog.take_schedule_changes() == {"host-2/x"}

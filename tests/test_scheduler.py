@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from common.messages import LiveSize
 from services.gateway.scans.scheduler import ScanScheduler, next_due, phase
 from tests.support.api import (
     NEVER_THROTTLED,
@@ -22,7 +20,7 @@ from tests.support.api import (
 )
 from tests.support.engine import PrivateEngine
 from tests.support.processes import Stack
-from tests.support.scheduling import scan_result, scanned_scheduler
+from tests.support.scheduling import live_figures, scan_result, scanned_scheduler
 from tests.support.trees import mountpoint
 from tests.support.waiting import wait_until
 
@@ -187,32 +185,45 @@ def _tick(scheduler: ScanScheduler, now: float) -> int:
     return asyncio.run(scheduler.run_once(now))
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_due_times_kept_per_change_queue_what_working_them_all_out_queues(seed: int) -> None:
     """The same changes to two schedulers: one keeps due times per change, the other works
     every one out on every tick (as every tick did before); they queue the same volumes,
-    in the same order, at every tick."""
+    in the same order, at every tick: scans ending, failing, volumes going, the tracker
+    starting and stopping to follow, and at most 4 scans open."""
     start, interval, volumes = 1_700_000_000.0, 200.0, 40
-    kept, kept_catalog, kept_queue = scanned_scheduler(volumes, start, interval)
-    every, every_catalog, every_queue = scanned_scheduler(volumes, start, interval)
+    followed: set[str] = set()
+    sides = [
+        scanned_scheduler(volumes, start, interval, 4, followed.__contains__) for _ in range(2)
+    ]
     chance = random.Random(seed)
     now = start + 1
-    for _ in range(120):
-        name = f"v{chance.randrange(volumes)}"
+    for _ in range(200):
+        active = sorted(sides[0][2].active_by_volume)  # the same on both sides
+        pick_active = active and chance.random() < 0.5
+        name = chance.choice(active) if pick_active else f"v{chance.randrange(volumes)}"
         what, ended = chance.random(), now - chance.random()
-        for catalog, queue in ((kept_catalog, kept_queue), (every_catalog, every_queue)):
-            if what < 0.3:  # a scan ends (or a scan on request): its result moves the next
-                queue.active_by_volume.pop(name, None)
+        for _scheduler, catalog, queue in sides:
+            if what < 0.35:  # a scan ends (or a scan on request): its result moves the next
+                queue.end(name)
                 catalog.set_result(scan_result(name, ended))
-            elif what < 0.35:  # a scan fails: no result, no catalog change
-                queue.active_by_volume.pop(name, None)
-            elif what < 0.38:
+            elif what < 0.45:  # a scan fails: no result, no catalog change
+                queue.end(name)
+            elif what < 0.48:
                 catalog.apply_delta([], [name])
+            elif what < 0.55:  # the tracker follows it now, or no longer
+                if name not in followed:
+                    catalog.set_live(live_figures(name, now))
+                else:
+                    catalog.drop_live(name)
+        if 0.48 <= what < 0.55:
+            followed.symmetric_difference_update({name})
+        kept, every = sides[0][0], sides[1][0]
         every.recompute_all()
         assert _tick(kept, now) == _tick(every, now)
-        assert kept_queue.asked == every_queue.asked
+        assert sides[0][2].asked == sides[1][2].asked
         now += chance.uniform(0, 20)
-    assert kept_queue.asked, "nothing was ever due: the comparison proved nothing"
+    assert len(sides[0][2].asked) > 20, "few were ever due: the comparison proved little"
 
 
 def test_a_tick_works_out_only_the_volumes_that_changed() -> None:
@@ -231,10 +242,7 @@ def test_a_tick_works_out_only_the_volumes_that_changed() -> None:
     _tick(scheduler, start + 2)
     assert len(worked_out) == 50
     catalog.set_result(scan_result("v7", start + 2))
-    figures = LiveSize(
-        volume_id="v8", total_size=1, disk_usage=1, file_count=1, directory_count=1,
-        updated_at=datetime.fromtimestamp(start + 2, UTC),
-    )  # fmt: skip
+    figures = live_figures("v8", start + 2)
     catalog.set_live(figures)  # followed now: its interval may change
     _tick(scheduler, start + 3)
     assert sorted(worked_out[50:]) == ["v7", "v8"]

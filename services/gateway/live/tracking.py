@@ -193,7 +193,11 @@ class LiveTracking:
                 # Its key is another host's now (the key file changed): lost to the first.
                 session.identity = None
                 session.tracker_lost()
-        self._session(host).status(identity, message)
+        session = self._session(host)
+        was_active = session.active()
+        session.status(identity, message)
+        if session.active() != was_active:  # `follows` moved for every figure it holds
+            self.catalog.vouching_changed(host)
 
     def sizes(self, identity: bytes, message: LiveSizes, host: str | None) -> None:
         for size in self._session(host).sizes(identity, message):

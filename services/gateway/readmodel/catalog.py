@@ -162,6 +162,11 @@ class VolumeCatalog:
         elif self._schedule_changed is not None:
             self._schedule_changed.update(volume_ids)
 
+    def vouching_changed(self, host: str | None) -> None:
+        """`host`'s tracker started or stopped following: whether its live figures vouch
+        for their volumes (and so when those are walked) moved, with no figure changed."""
+        self._schedule_moved(self.live_ids(host))
+
     def take_schedule_changes(self) -> set[str] | None:
         """The ids whose due time may have moved since the last call (None: every id)."""
         changed, self._schedule_changed = self._schedule_changed, set()

@@ -197,7 +197,10 @@ class ScanBroker:
         (another host's key must not end, nor claim, that host's scans)."""
         if self.keys is None or worker.scan_id == scan_id or scan_id in worker.pending_outcomes:
             return True
-        if worker.host is not None and self._listener().job_host(scan_id) == worker.host:
+        owner = self._listener().job_host(scan_id)
+        if owner is None or owner == worker.host:
+            # Its host's job, or one that ended (or never was): that costs an ack, no more,
+            # and a worker that rejoined holding its outcome stops sending it.
             return True
         log.warning(
             "dropped a report on another host's scan scan_id=%s worker=%s host=%s",

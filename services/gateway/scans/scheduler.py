@@ -97,7 +97,7 @@ class ScanScheduler:
         self._last_queue_all: float | None = None  # monotonic
         self._paused_code: str | None = None
         self._due = DueIndex()
-        self._rebuild_at = -math.inf  # when every volume's due time is worked out again
+        self._rebuild_at = -math.inf  # monotonic: when every due time is worked out again
 
     @property
     def enabled(self) -> bool:
@@ -152,6 +152,13 @@ class ScanScheduler:
     async def run_once(self, now: float | None = None) -> int:
         """Queue the volumes due now, at most up to the pending limit; how many were queued."""
         now = time.time() if now is None else now
+        try:
+            return await self._queue_due(now)
+        except BaseException:
+            self.recompute_all()  # what was taken out of the index is worked out again
+            raise
+
+    async def _queue_due(self, now: float) -> int:
         self._refresh(now)
         room = self.max_pending - self.pending_count()
         if room <= 0:
@@ -198,14 +205,14 @@ class ScanScheduler:
         """The due times of the volumes that changed; every volume's now and then (what
         no change names, as a tracker that stops following, moves them too)."""
         changed = self.catalog.take_schedule_changes()
-        if changed is None or now >= self._rebuild_at:
+        if changed is None or time.monotonic() >= self._rebuild_at:
             names = self.catalog.names()
             known = set(names)
             for seen in (self._first_due, self._attempted):
                 for gone in seen.keys() - known:
                     del seen[gone]
             self._due.rebuild((self.due_at(name, now), name) for name in names)
-            self._rebuild_at = now + REBUILD_SECONDS
+            self._rebuild_at = time.monotonic() + REBUILD_SECONDS
             return
         for name in changed:
             if self.catalog.get(name) is None:
