@@ -46,8 +46,8 @@ class VolumeCatalog:
         self.listed_hosts: frozenset[str] = frozenset()  # many hosts: the key file's
         # The ids whose scheduled scan's due time may have moved since the scheduler last
         # took them (take_schedule_changes): the volume came or went, a result, whether
-        # live figures vouch for it (not each new live figure). None: every volume.
-        self._schedule_changed: set[str] | None = None
+        # live figures vouch for it (not each new live figure).
+        self._schedule_changed: set[str] = set()
         self._host_listeners: list[HostListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
@@ -156,19 +156,16 @@ class VolumeCatalog:
     def _records_changed(self, host: str | None) -> None:
         self._records_versions[host] = self._records_versions.get(host, 0) + 1
 
-    def _schedule_moved(self, volume_ids: Iterable[str] | None) -> None:
-        if volume_ids is None:
-            self._schedule_changed = None
-        elif self._schedule_changed is not None:
-            self._schedule_changed.update(volume_ids)
+    def _schedule_moved(self, volume_ids: Iterable[str]) -> None:
+        self._schedule_changed.update(volume_ids)
 
     def vouching_changed(self, host: str | None) -> None:
         """`host`'s tracker started or stopped following: whether its live figures vouch
         for their volumes (and so when those are walked) moved, with no figure changed."""
         self._schedule_moved(self.live_ids(host))
 
-    def take_schedule_changes(self) -> set[str] | None:
-        """The ids whose due time may have moved since the last call (None: every id)."""
+    def take_schedule_changes(self) -> set[str]:
+        """The ids whose due time may have moved since the last call."""
         changed, self._schedule_changed = self._schedule_changed, set()
         return changed
 

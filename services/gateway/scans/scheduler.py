@@ -204,8 +204,8 @@ class ScanScheduler:
     def _refresh(self, now: float) -> None:
         """The due times of the volumes that changed; every volume's now and then (what
         no change names, as a tracker that stops following, moves them too)."""
-        changed = self.catalog.take_schedule_changes()
-        if changed is None or time.monotonic() >= self._rebuild_at:
+        changed = self.catalog.take_schedule_changes()  # taken: a rebuild covers them too
+        if time.monotonic() >= self._rebuild_at:
             names = self.catalog.names()
             known = set(names)
             for seen in (self._first_due, self._attempted):
