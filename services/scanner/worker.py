@@ -35,6 +35,7 @@ from common.messages import (
 )
 from common.settings import Settings
 from services.scanner.cpu_share import CpuShare
+from services.scanner.heartbeat_clock import HeartbeatClock
 from services.scanner.link import GatewayLink
 from services.scanner.load import HostLoad
 from services.scanner.procname import WORKER_PROCESS_NAME, name_process
@@ -44,9 +45,10 @@ from services.scanner.tree import TreeOptions
 
 log = logging.getLogger(__name__)
 
-# How soon an idle worker notices the host calming down. Each look samples the host's load:
-# looking ten times a second cost 1 % of a core per idle worker (bench/idle.py).
-IDLE_POLL_SECONDS = 1.0
+# The oldest host-load reading a heartbeat may carry. An idle worker looks at the load when
+# it wakes (about once a heartbeat interval): looking ten times a second cost 1 % of a core
+# per idle worker (bench/idle.py).
+IDLE_LOAD_MAX_AGE_SECONDS = 1.0
 SCAN_POLL_SECONDS = 0.25  # the longest the main thread waits while a walk runs
 STOP_JOIN_SECONDS = 1.0  # how long a stop waits for a cancelled walk to return
 
@@ -79,7 +81,7 @@ class ScanWorker:
         self._stuck: tuple[ScanThread, StuckWalk] | None = None
         self._announced_ready: bool | None = None
         now = time.monotonic()
-        self._next_heartbeat = now
+        self._heartbeat = HeartbeatClock(settings.heartbeat_interval_seconds)
         self._next_resend = now
         self._next_progress = now
 
@@ -110,8 +112,7 @@ class ScanWorker:
                     continue
                 self._jobs.clear()  # retired: the gateway requeues what never started
                 stuck_fd = self._stuck[0].wake_fd if self._stuck else None
-                wait = min(IDLE_POLL_SECONDS, self._next_heartbeat - time.monotonic())
-                self._link.poll(wait, stuck_fd)
+                self._link.poll(self._heartbeat.seconds_left(time.monotonic()), stuck_fd)
                 self._service()
                 self._check_stuck()
         except _Stopping:
@@ -153,14 +154,15 @@ class ScanWorker:
     def _service(self) -> None:
         """Everything the bus needs: called when idle and on the clock while a walk runs."""
         self._channel.read()
-        for message in self._link.receive():
+        messages = self._link.receive()
+        for message in messages:
             self._handle(message)
         now = time.monotonic()
         if self._link.check_liveness():
             self._announced_ready = None  # the new peer has heard nothing from us yet
             self._next_resend = now
         ready = self._ready()
-        if now >= self._next_heartbeat or ready != self._announced_ready:
+        if self._heartbeat.due(now, heard_gateway=bool(messages)) or ready != self._announced_ready:
             current = self._current
             self._link.send(
                 WorkerHeartbeat(
@@ -168,14 +170,14 @@ class ScanWorker:
                     ready=ready,
                     current_scan_id=current.job.scan_id if current else None,
                     throttled=bool(current and current.throttled),
-                    host_busy_percent=round(self._load.percent(IDLE_POLL_SECONDS), 1),
+                    host_busy_percent=round(self._load.percent(IDLE_LOAD_MAX_AGE_SECONDS), 1),
                     retired=self._retired,
                     stuck=self._stuck[1] if self._stuck else None,
                 )
             )
             self._channel.beat()
             self._announced_ready = ready
-            self._next_heartbeat = now + self.settings.heartbeat_interval_seconds
+            self._heartbeat.beaten(now)
         if self._unacked and now >= self._next_resend:
             for finished in self._unacked.values():
                 self._link.send(finished)
@@ -228,7 +230,7 @@ class ScanWorker:
             cpu_share=self._cpu_share,
         )
         self._current = walk
-        self._next_heartbeat = 0.0  # tell the gateway at once which scan we are on
+        self._heartbeat.beat_at_once()  # tell the gateway at once which scan we are on
         # The bus first, then the walk: both would want the GIL while the walk is in Python.
         self._service()
         self._send_progress(walk)
@@ -339,7 +341,7 @@ class ScanWorker:
         self._unacked[job.scan_id] = finished
         self._link.send(finished)
         self._next_resend = time.monotonic() + self.settings.heartbeat_interval_seconds
-        self._next_heartbeat = 0.0
+        self._heartbeat.beat_at_once()
         self._service()
 
     def _check_stuck(self) -> None:

@@ -129,7 +129,9 @@ async def _receive_loop(client: WsClient) -> str:
     limit = _MessageLimit(settings.ws_client_messages_per_second)
     while True:
         try:
-            raw = await asyncio.wait_for(websocket.receive(), settings.ws_idle_timeout_seconds)
+            # A deadline moved per message, not wait_for's task per message.
+            async with asyncio.timeout(settings.ws_idle_timeout_seconds):
+                raw = await websocket.receive()
         except TimeoutError:
             return "idle"
         if not limit.allow():

@@ -22,6 +22,7 @@ from types import FrameType
 from common.logs import setup_logging
 from common.messages import GatewayHeartbeat, LiveFollow, LiveSizes, LiveStatus
 from common.settings import Settings
+from services.scanner.heartbeat_clock import HeartbeatClock
 from services.scanner.link import GatewayLink
 from services.scanner.live.changes import open_tracker
 from services.scanner.live.follow import Following
@@ -31,7 +32,9 @@ from services.scanner.supervision import PoolChannel
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_SECONDS = 1.0
+# The longest an idle tracker sleeps: it beats on the heartbeat clock (at most 1.5 intervals
+# apart) and looks for its pool's death and retries on waking.
+IDLE_POLL_SECONDS = 1.5
 RETRY_UNAVAILABLE_SECONDS = 30.0  # a tracker that could not be had is tried again this often
 BUSY_RETRY_SECONDS = 0.5  # a read held back by the host's load is tried again this soon
 # After a batch of events, the next waits this long to gather: one read per batch, not one
@@ -63,7 +66,7 @@ class LiveTracker:
         self._gateway: str | None = None  # the instance we last heard
         self._stopping = False
         self._flush_at: float | None = None
-        self._next_status = time.monotonic()
+        self._status_clock = HeartbeatClock(settings.heartbeat_interval_seconds)
         self._next_take = 0.0  # events are read again from then on
         self._next_retry = time.monotonic() + RETRY_UNAVAILABLE_SECONDS
         self._baseline_rss = process_rss()
@@ -118,7 +121,7 @@ class LiveTracker:
 
     def _wait_seconds(self) -> float:
         now = time.monotonic()
-        deadlines = [self._next_status]
+        deadlines = [now + self._status_clock.seconds_left(now)]
         if now < self._next_take:
             deadlines.append(self._next_take)
         if self._flush_at is not None:
@@ -129,12 +132,13 @@ class LiveTracker:
         return max(0.0, min(min(deadlines) - now, IDLE_POLL_SECONDS))
 
     def _service(self) -> None:
-        for message in self._link.receive():
+        messages = self._link.receive()
+        for message in messages:
             if isinstance(message, LiveFollow):
                 self._following.apply(message)
                 if message.resend:
                     self._following.resend_all()
-                self._next_status = 0.0  # say at once which follow set we hold
+                self._status_clock.beat_at_once()  # say at once which follow set we hold
             elif isinstance(message, GatewayHeartbeat):
                 if self._gateway not in (None, message.instance):
                     log.info("new gateway instance=%s, sending every figure", message.instance)
@@ -148,12 +152,12 @@ class LiveTracker:
                 )
         if self._link.check_liveness():
             self._following.resend_all()  # a new connection: the gateway may know nothing
-            self._next_status = 0.0
-        self._keep_time()
+            self._status_clock.beat_at_once()
+        self._keep_time(heard_gateway=bool(messages))
 
-    def _keep_time(self) -> None:
+    def _keep_time(self, heard_gateway: bool = False) -> None:
         """The heartbeat, due or not: also called from inside long reads (their ticks)."""
-        if time.monotonic() >= self._next_status:
+        if self._status_clock.due(time.monotonic(), heard_gateway):
             self._send_status()
 
     def _flush(self) -> None:
@@ -197,7 +201,7 @@ class LiveTracker:
             )
         )
         self._channel.beat()
-        self._next_status = time.monotonic() + self.settings.heartbeat_interval_seconds
+        self._status_clock.beaten(time.monotonic())
 
 
 def run_tracker(
