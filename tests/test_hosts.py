@@ -301,6 +301,41 @@ def test_a_host_added_to_the_key_file_gets_in_and_one_removed_leaves_with_no_res
         _replace(listed, before)
 
 
+def test_a_host_removed_from_the_key_file_ends_its_waiting_scan(hosts: Fleet) -> None:
+    """Host 5 has a watcher and no scanner pool, so a scan of its volume waits for a
+    worker of its own host; when its key leaves the file, that scan ends (its volume is
+    gone), as README says, instead of waiting for ever."""
+    listed = hosts.tmp / "authorized-keys"
+    before = listed.read_text()
+    public, secret = key_pair()
+    hosts.engines["host-2"].client.volumes.create("vv-fifth")
+    fifth = hosts.agent("host-5", public, secret, hosts.engines["host-2"])
+    gateway = hosts.gateway["gateway"]
+    try:
+        _replace(listed, before + f"{public} host-5\n")
+        gateway.wait_for_log("reloaded keys=4 added=host-5 removed=-", timeout=15)
+        fifth.start("watcher")
+        wait_until(lambda: "host-5/vv-fifth" in ids(hosts), 30, message="host-5 not listed")
+        url = f"{hosts.gateway.base_url}/api/v1/volumes/vv-fifth/size/refresh"
+        accepted = httpx.post(url, params={"host": "host-5"}, json={"async": True})
+        assert accepted.status_code == 202, accepted.text
+        scan_url = f"{hosts.gateway.base_url}/api/v1/scans/{accepted.json()['scan_id']}"
+        assert httpx.get(scan_url).json()["status"] == "queued"  # no worker of host 5
+
+        _replace(listed, before)
+        gateway.wait_for_log("host removed host=host-5", timeout=15)
+        job = wait_until(
+            lambda: _scanned(hosts, accepted.json()["scan_id"]),
+            30,
+            message=lambda: f"the scan still waits: {httpx.get(scan_url).json()}",
+        )
+        assert job is not None and job["status"] == "failed", job
+        assert job["error"]["code"] == "VOLUME_NOT_FOUND", job
+    finally:
+        fifth.close()
+        _replace(listed, before)
+
+
 def test_the_gateway_refuses_to_start_with_an_unusable_key_file(
     docker_engine: PrivateEngine, tmp_path: Path, hosts: Fleet
 ) -> None:

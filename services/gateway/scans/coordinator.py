@@ -74,6 +74,22 @@ class ScanCoordinator:
         """The catalog's membership listener: nothing is kept for a volume that is gone."""
         for name in removed:
             self.stuck.forget(name)
+        if removed and self.queue:
+            # A job waiting for a volume that left (deleted on its engine, or its host's key
+            # no longer listed) ends now, not when a worker of some host next asks for work.
+            self._spawn(self._end_jobs_of_gone_volumes())
+
+    async def _end_jobs_of_gone_volumes(self) -> None:
+        async with self._dispatch_lock:  # after the requeues of the host's lost workers, too
+            for scan_id in list(self.queue):
+                job = self.jobs.get(scan_id)
+                if job is not None and not job.terminal and self._volume_is_gone(job):
+                    self.queue.remove(scan_id)
+                    await self._volume_gone(job)
+
+    def _volume_is_gone(self, job: Job) -> bool:
+        volume_id = job.row.volume_id
+        return self.catalog.get(volume_id) is None and not self.catalog.may_come(volume_id)
 
     async def close(self) -> None:
         """Stop the steps still running (before the store closes under them)."""
@@ -180,10 +196,10 @@ class ScanCoordinator:
                         self._dispatch_later(backoff)
                         continue
                     # Many hosts: only a worker of the volume's host can walk it.
-                    view = self.catalog.get(job.row.volume_id)
-                    if view is None and not self.catalog.may_come(job.row.volume_id):
+                    if self._volume_is_gone(job):
                         await self._volume_gone(job)
                         continue
+                    view = self.catalog.get(job.row.volume_id)
                     if view is None:
                         waiting.append(scan_id)  # its host not heard yet: its state may have it
                         continue
